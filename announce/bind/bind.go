@@ -1,0 +1,86 @@
+// Package bind keeps the set of VIPs bound to a network interface equal to a
+// desired set. VIPs are host routes (/32, /128) so binding one never adds an
+// on-link subnet. Which bound addresses are ours is decided by the caller's
+// predicate (an address inside a configured pool), which also finds VIPs left
+// behind by a crashed agent.
+package bind
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Set makes the VIPs on link equal to want. Addresses on the link for which
+// ours returns true and that are not wanted are removed; every other address
+// is left alone. It changes nothing that is already right, and reports which
+// addresses it added and removed.
+func Set(link string, want []netip.Addr, ours func(netip.Addr) bool) (added, removed []netip.Addr, err error) {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return nil, nil, fmt.Errorf("interface %s: %w", link, err)
+	}
+	have, err := Bound(l, ours)
+	if err != nil {
+		return nil, nil, err
+	}
+	wanted := make(map[netip.Addr]bool, len(want))
+	var errs []error
+	for _, a := range want {
+		wanted[a] = true
+		if have[a] {
+			continue
+		}
+		if err := netlink.AddrReplace(l, vipAddr(a)); err != nil {
+			errs = append(errs, fmt.Errorf("binding %s to %s: %w", a, link, err))
+			continue
+		}
+		added = append(added, a)
+	}
+	for a := range have {
+		if wanted[a] {
+			continue
+		}
+		if err := netlink.AddrDel(l, vipAddr(a)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs = append(errs, fmt.Errorf("unbinding %s from %s: %w", a, link, err))
+			continue
+		}
+		removed = append(removed, a)
+	}
+	return added, removed, errors.Join(errs...)
+}
+
+// Bound returns the host-route addresses on l that ours claims.
+func Bound(l netlink.Link, ours func(netip.Addr) bool) (map[netip.Addr]bool, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses of %s: %w", l.Attrs().Name, err)
+	}
+	have := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		ones, bits := a.Mask.Size()
+		if ones == bits && ours(ip) {
+			have[ip] = true
+		}
+	}
+	return have, nil
+}
+
+func vipAddr(a netip.Addr) *netlink.Addr {
+	bits := a.BitLen()
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+	if a.Is6() {
+		// A VIP must answer at once: no duplicate address detection delay.
+		addr.Flags = unix.IFA_F_NODAD
+	}
+	return addr
+}

@@ -1,0 +1,264 @@
+// Package config loads and validates the cloud-config file shared by the
+// cloud-controller-manager and the node agent. There is one loader and one
+// validation so both binaries agree on what a file means.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
+)
+
+// Mode says how the node agents make a pool's addresses reachable.
+type Mode string
+
+const (
+	ModeLayer2 Mode = "layer2"
+	ModeBGP    Mode = "bgp"
+)
+
+// Defaults for fields a file may leave out.
+const (
+	DefaultLeaseDuration = 3 * time.Second
+	DefaultRenewInterval = 1 * time.Second
+	DefaultGARPInterval  = 10 * time.Second
+	DefaultBGPPort       = 179
+	DefaultHoldTime      = 90 * time.Second
+	DefaultKeepaliveTime = 30 * time.Second
+)
+
+// Config is the whole cloud-config file after defaulting and validation.
+type Config struct {
+	Pools     []Pool         `yaml:"pools"`
+	BGP       BGP            `yaml:"bgp"`
+	NodeAgent NodeAgent      `yaml:"nodeAgent"`
+	Topology  []TopologyRule `yaml:"topology"`
+}
+
+// Pool is a set of addresses handed out to Services.
+type Pool struct {
+	Name            string    `yaml:"name"`
+	Addresses       []string  `yaml:"addresses"`
+	Mode            Mode      `yaml:"mode"`
+	AutoAssign      *bool     `yaml:"autoAssign"`
+	AvoidBuggyIPs   bool      `yaml:"avoidBuggyIPs"`
+	Namespaces      []string  `yaml:"namespaces"`
+	ServiceSelector *Selector `yaml:"serviceSelector"`
+	NodeSelector    *Selector `yaml:"nodeSelector"`
+	Interfaces      []string  `yaml:"interfaces"`
+	BGP             *PoolBGP  `yaml:"bgp"`
+
+	// Filled in by validation.
+	Ranges          []ipam.Range    `yaml:"-"`
+	serviceSelector labels.Selector `yaml:"-"`
+	nodeSelector    labels.Selector `yaml:"-"`
+}
+
+// PoolBGP says how a bgp pool's addresses are advertised.
+type PoolBGP struct {
+	Peers               []string `yaml:"peers"`
+	Communities         []string `yaml:"communities"`
+	LocalPref           *uint32  `yaml:"localPref"`
+	AggregationLength   *int     `yaml:"aggregationLength"`
+	AggregationLengthV6 *int     `yaml:"aggregationLengthV6"`
+}
+
+// BGP holds the speaker settings shared by all agents.
+type BGP struct {
+	ASN      uint32 `yaml:"asn"`
+	RouterID string `yaml:"routerID"`
+	Peers    []Peer `yaml:"peers"`
+}
+
+// Peer is a BGP router the agents open sessions to.
+type Peer struct {
+	Name            string        `yaml:"name"`
+	Address         string        `yaml:"address"`
+	ASN             uint32        `yaml:"asn"`
+	Port            uint16        `yaml:"port"`
+	PasswordFile    string        `yaml:"passwordFile"`
+	HoldTime        time.Duration `yaml:"holdTime"`
+	KeepaliveTime   time.Duration `yaml:"keepaliveTime"`
+	EBGPMultihop    uint8         `yaml:"ebgpMultihop"`
+	SourceAddress   string        `yaml:"sourceAddress"`
+	GracefulRestart bool          `yaml:"gracefulRestart"`
+	NodeSelector    *Selector     `yaml:"nodeSelector"`
+
+	// Filled in by validation.
+	Addr         netip.Addr      `yaml:"-"`
+	SourceAddr   netip.Addr      `yaml:"-"`
+	nodeSelector labels.Selector `yaml:"-"`
+}
+
+// NodeAgent tunes the agents' liveness and announcement timing.
+type NodeAgent struct {
+	LeaseDuration time.Duration  `yaml:"leaseDuration"`
+	RenewInterval time.Duration  `yaml:"renewInterval"`
+	GARPInterval  *time.Duration `yaml:"garpInterval"`
+}
+
+// TopologyRule maps node addresses to a zone and region.
+type TopologyRule struct {
+	CIDR   string `yaml:"cidr"`
+	Zone   string `yaml:"zone"`
+	Region string `yaml:"region"`
+
+	Prefix netip.Prefix `yaml:"-"`
+}
+
+// Selector is a Kubernetes label selector spelled as in manifests.
+type Selector struct {
+	MatchLabels      map[string]string `yaml:"matchLabels"`
+	MatchExpressions []Requirement     `yaml:"matchExpressions"`
+}
+
+// Requirement is one matchExpressions entry.
+type Requirement struct {
+	Key      string   `yaml:"key"`
+	Operator string   `yaml:"operator"`
+	Values   []string `yaml:"values"`
+}
+
+func (s *Selector) compile() (labels.Selector, error) {
+	if s == nil {
+		return labels.Everything(), nil
+	}
+	ls := &metav1.LabelSelector{MatchLabels: s.MatchLabels}
+	for _, r := range s.MatchExpressions {
+		ls.MatchExpressions = append(ls.MatchExpressions, metav1.LabelSelectorRequirement{
+			Key: r.Key, Operator: metav1.LabelSelectorOperator(r.Operator), Values: r.Values,
+		})
+	}
+	return metav1.LabelSelectorAsSelector(ls)
+}
+
+// IsAutoAssign reports whether the pool serves Services that did not ask for it.
+func (p *Pool) IsAutoAssign() bool { return p.AutoAssign == nil || *p.AutoAssign }
+
+// AdmitsNamespace reports whether Services in ns may draw from the pool.
+func (p *Pool) AdmitsNamespace(ns string) bool {
+	if len(p.Namespaces) == 0 {
+		return true
+	}
+	for _, n := range p.Namespaces {
+		if n == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// AdmitsService reports whether a Service with these labels in ns may draw from the pool.
+func (p *Pool) AdmitsService(ns string, svcLabels map[string]string) bool {
+	return p.AdmitsNamespace(ns) && selectorOrAll(p.serviceSelector).Matches(labels.Set(svcLabels))
+}
+
+// AdmitsNode reports whether a node with these labels may announce the pool.
+func (p *Pool) AdmitsNode(nodeLabels map[string]string) bool {
+	return selectorOrAll(p.nodeSelector).Matches(labels.Set(nodeLabels))
+}
+
+// Contains reports whether a is one of the pool's addresses.
+func (p *Pool) Contains(a netip.Addr) bool {
+	for _, r := range p.Ranges {
+		if r.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// IPAMPool is the allocator's view of the pool.
+func (p *Pool) IPAMPool() ipam.Pool {
+	return ipam.Pool{Name: p.Name, Ranges: p.Ranges, AutoAssign: p.IsAutoAssign(), AvoidBuggyIPs: p.AvoidBuggyIPs}
+}
+
+// PeerNames returns the peers a bgp pool advertises to: its own list, else all.
+func (c *Config) PeerNames(p *Pool) []string {
+	if p.BGP != nil && len(p.BGP.Peers) > 0 {
+		return p.BGP.Peers
+	}
+	names := make([]string, 0, len(c.BGP.Peers))
+	for _, peer := range c.BGP.Peers {
+		names = append(names, peer.Name)
+	}
+	return names
+}
+
+// AdmitsNode reports whether a node with these labels should peer with p.
+func (p *Peer) AdmitsNode(nodeLabels map[string]string) bool {
+	return selectorOrAll(p.nodeSelector).Matches(labels.Set(nodeLabels))
+}
+
+// Pool returns the pool with the given name.
+func (c *Config) Pool(name string) (*Pool, bool) {
+	for i := range c.Pools {
+		if c.Pools[i].Name == name {
+			return &c.Pools[i], true
+		}
+	}
+	return nil, false
+}
+
+// PoolFor returns the pool that holds address a.
+func (c *Config) PoolFor(a netip.Addr) (*Pool, bool) {
+	for i := range c.Pools {
+		if c.Pools[i].Contains(a) {
+			return &c.Pools[i], true
+		}
+	}
+	return nil, false
+}
+
+// Peer returns the peer with the given name.
+func (c *Config) Peer(name string) (*Peer, bool) {
+	for i := range c.BGP.Peers {
+		if c.BGP.Peers[i].Name == name {
+			return &c.BGP.Peers[i], true
+		}
+	}
+	return nil, false
+}
+
+// GARPInterval is the gratuitous ARP/NA refresh period; 0 means off.
+func (n NodeAgent) GARP() time.Duration {
+	if n.GARPInterval == nil {
+		return DefaultGARPInterval
+	}
+	return *n.GARPInterval
+}
+
+// TopologyFor returns the zone and region of the first rule holding a.
+func (c *Config) TopologyFor(a netip.Addr) (zone, region string, ok bool) {
+	for _, t := range c.Topology {
+		if t.Prefix.Contains(a.Unmap()) {
+			return t.Zone, t.Region, true
+		}
+	}
+	return "", "", false
+}
+
+// IPAMPools returns every pool in file order as the allocator sees them.
+func (c *Config) IPAMPools() []ipam.Pool {
+	out := make([]ipam.Pool, 0, len(c.Pools))
+	for i := range c.Pools {
+		out = append(out, c.Pools[i].IPAMPool())
+	}
+	return out
+}
+
+func selectorOrAll(s labels.Selector) labels.Selector {
+	if s == nil {
+		return labels.Everything()
+	}
+	return s
+}
+
+func (m Mode) String() string { return string(m) }
+
+var _ fmt.Stringer = ModeLayer2

@@ -1,0 +1,189 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, decodes, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading cloud-config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("cloud-config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Read is Load for an already opened file (the framework hands the provider
+// an io.Reader).
+func Read(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading cloud-config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes a cloud-config strictly: unknown fields are errors naming
+// their path. An empty document is a valid config with no pools.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{}
+	if len(bytes.TrimSpace(data)) > 0 {
+		var root yaml.Node
+		if err := yaml.Unmarshal(data, &root); err != nil {
+			return nil, cleanYAMLError(err, nil)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, cleanYAMLError(err, &root)
+		}
+	}
+	c.setDefaults()
+	if errs := c.validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return c, nil
+}
+
+// ValidationErrors lists every problem found in one file.
+type ValidationErrors []error
+
+func (e ValidationErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// FieldError is a problem with one field, named by its path in the file.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+var (
+	unknownFieldRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
+	yamlLineRE     = regexp.MustCompile(`line (\d+): (.*)`)
+)
+
+// cleanYAMLError rewrites yaml.v3's Go-flavoured messages ("field x not
+// found in type config.Pool") into field paths a user can find in the file.
+func cleanYAMLError(err error, root *yaml.Node) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) || root == nil {
+		return fmt.Errorf("invalid YAML: %w", err)
+	}
+	paths := map[int]string{}
+	indexLines(root, "", paths)
+	var errs ValidationErrors
+	for _, msg := range te.Errors {
+		if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			errs = append(errs, &FieldError{Path: joinPath(parentAt(paths, line), m[2]),
+				Msg: fmt.Sprintf("unknown field (line %d)", line)})
+			continue
+		}
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			if p, ok := paths[line]; ok {
+				errs = append(errs, &FieldError{Path: p, Msg: strings.TrimPrefix(m[2], "cannot unmarshal ") + fmt.Sprintf(" (line %d)", line)})
+				continue
+			}
+		}
+		errs = append(errs, errors.New(msg))
+	}
+	return errs
+}
+
+// indexLines records, for every line holding a mapping key or sequence
+// item, the field path of that node.
+func indexLines(n *yaml.Node, path string, out map[int]string) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, path, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			if _, ok := out[k.Line]; !ok {
+				out[k.Line] = p
+			}
+			indexLines(v, p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if _, ok := out[c.Line]; !ok || c.Kind != yaml.ScalarNode {
+				out[c.Line] = p
+			}
+			indexLines(c, p, out)
+		}
+	}
+}
+
+// parentAt returns the path of the mapping that holds the key on line.
+func parentAt(paths map[int]string, line int) string {
+	p, ok := paths[line]
+	if !ok {
+		return ""
+	}
+	if i := strings.LastIndexAny(p, ".["); i >= 0 && p[i] == '.' {
+		return p[:i]
+	}
+	if strings.HasSuffix(p, "]") {
+		return p // a sequence item that is itself a mapping: "- bogus: 1"
+	}
+	return ""
+}
+
+func joinPath(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func (c *Config) setDefaults() {
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.Mode == "" {
+			p.Mode = ModeLayer2
+		}
+	}
+	for i := range c.BGP.Peers {
+		p := &c.BGP.Peers[i]
+		if p.Port == 0 {
+			p.Port = DefaultBGPPort
+		}
+		if p.HoldTime == 0 {
+			p.HoldTime = DefaultHoldTime
+		}
+		if p.KeepaliveTime == 0 {
+			p.KeepaliveTime = p.HoldTime / 3
+		}
+	}
+	if c.NodeAgent.LeaseDuration == 0 {
+		c.NodeAgent.LeaseDuration = DefaultLeaseDuration
+	}
+	if c.NodeAgent.RenewInterval == 0 {
+		c.NodeAgent.RenewInterval = DefaultRenewInterval
+	}
+}

@@ -1,0 +1,273 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
+)
+
+type validator struct{ errs ValidationErrors }
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *Config) validate() ValidationErrors {
+	v := &validator{}
+	c.validatePools(v)
+	c.validateBGP(v)
+	c.validateNodeAgent(v)
+	c.validateTopology(v)
+	return v.errs
+}
+
+type placedRange struct {
+	ipam.Range
+	path string
+	pool string
+}
+
+func (c *Config) validatePools(v *validator) {
+	names := map[string]int{}
+	var all []placedRange
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		path := fmt.Sprintf("pools[%d]", i)
+		switch {
+		case p.Name == "":
+			v.addf(path+".name", "required")
+		case len(validation.IsDNS1123Label(p.Name)) > 0:
+			v.addf(path+".name", "%q must be a DNS-1123 label (lower-case letters, digits and '-')", p.Name)
+		default:
+			if j, dup := names[p.Name]; dup {
+				v.addf(path+".name", "%q is already the name of pools[%d]", p.Name, j)
+			}
+			names[p.Name] = i
+		}
+		if len(p.Addresses) == 0 {
+			v.addf(path+".addresses", "required: at least one IP, CIDR or FIRST-LAST range")
+		}
+		p.Ranges = p.Ranges[:0]
+		for j, s := range p.Addresses {
+			r, err := ipam.ParseRange(s)
+			if err != nil {
+				v.addf(fmt.Sprintf("%s.addresses[%d]", path, j), "%v", err)
+				continue
+			}
+			p.Ranges = append(p.Ranges, r)
+			all = append(all, placedRange{Range: r, path: fmt.Sprintf("%s.addresses[%d]", path, j), pool: p.Name})
+		}
+		switch p.Mode {
+		case ModeLayer2:
+			if p.BGP != nil {
+				v.addf(path+".bgp", "only allowed when mode is bgp")
+			}
+		case ModeBGP:
+			if len(p.Interfaces) > 0 {
+				v.addf(path+".interfaces", "only allowed when mode is layer2 (bgp pools are bound on kube-lb0)")
+			}
+			if c.BGP.ASN == 0 {
+				v.addf(path+".mode", "bgp pools need bgp.asn to be set")
+			}
+			c.validatePoolBGP(v, path+".bgp", p)
+		default:
+			v.addf(path+".mode", "%q is not a mode; use layer2 or bgp", p.Mode)
+		}
+		for j, ns := range p.Namespaces {
+			if len(validation.IsDNS1123Label(ns)) > 0 {
+				v.addf(fmt.Sprintf("%s.namespaces[%d]", path, j), "%q is not a valid namespace name", ns)
+			}
+		}
+		var err error
+		if p.serviceSelector, err = p.ServiceSelector.compile(); err != nil {
+			v.addf(path+".serviceSelector", "%v", err)
+		}
+		if p.nodeSelector, err = p.NodeSelector.compile(); err != nil {
+			v.addf(path+".nodeSelector", "%v", err)
+		}
+		for j, name := range p.Interfaces {
+			if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t") {
+				v.addf(fmt.Sprintf("%s.interfaces[%d]", path, j), "%q is not a valid interface name", name)
+			}
+		}
+	}
+	// Sort once and compare neighbours: O(n log n) however many ranges.
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].Is4() != all[j].Is4() {
+			return all[i].Is4()
+		}
+		return all[i].First.Less(all[j].First)
+	})
+	for i := 1; i < len(all); i++ {
+		a, b := all[i-1], all[i]
+		if a.Overlaps(b.Range) {
+			first, second := a, b
+			if second.path < first.path {
+				first, second = second, first
+			}
+			v.addf(second.path, "%s overlaps %s (%s, pool %q)", second.Range, first.path, first.Range, first.pool)
+		}
+	}
+}
+
+func (c *Config) validatePoolBGP(v *validator, path string, p *Pool) {
+	if p.BGP == nil {
+		return
+	}
+	for j, name := range p.BGP.Peers {
+		if _, ok := c.Peer(name); !ok {
+			v.addf(fmt.Sprintf("%s.peers[%d]", path, j), "no peer named %q in bgp.peers", name)
+		}
+	}
+	for j, s := range p.BGP.Communities {
+		if _, err := ParseCommunity(s); err != nil {
+			v.addf(fmt.Sprintf("%s.communities[%d]", path, j), "%v", err)
+		}
+	}
+	if l := p.BGP.AggregationLength; l != nil && (*l < 0 || *l > 32) {
+		v.addf(path+".aggregationLength", "%d is not between 0 and 32", *l)
+	}
+	if l := p.BGP.AggregationLengthV6; l != nil && (*l < 0 || *l > 128) {
+		v.addf(path+".aggregationLengthV6", "%d is not between 0 and 128", *l)
+	}
+}
+
+func (c *Config) validateBGP(v *validator) {
+	if c.BGP.RouterID != "" {
+		if a, err := netip.ParseAddr(c.BGP.RouterID); err != nil || !a.Is4() {
+			v.addf("bgp.routerID", "%q is not an IPv4 address", c.BGP.RouterID)
+		}
+	}
+	if len(c.BGP.Peers) > 0 && c.BGP.ASN == 0 {
+		v.addf("bgp.asn", "required when bgp.peers are set")
+	}
+	names := map[string]int{}
+	for i := range c.BGP.Peers {
+		p := &c.BGP.Peers[i]
+		path := fmt.Sprintf("bgp.peers[%d]", i)
+		switch {
+		case p.Name == "":
+			v.addf(path+".name", "required")
+		case len(validation.IsDNS1123Label(p.Name)) > 0:
+			v.addf(path+".name", "%q must be a DNS-1123 label", p.Name)
+		default:
+			if j, dup := names[p.Name]; dup {
+				v.addf(path+".name", "%q is already the name of bgp.peers[%d]", p.Name, j)
+			}
+			names[p.Name] = i
+		}
+		a, err := netip.ParseAddr(p.Address)
+		if err != nil || a.Zone() != "" {
+			v.addf(path+".address", "%q is not an IP address", p.Address)
+		}
+		p.Addr = a
+		if p.ASN == 0 {
+			v.addf(path+".asn", "required")
+		}
+		if p.HoldTime < 3*time.Second {
+			v.addf(path+".holdTime", "%s is too short; BGP needs at least 3s", p.HoldTime)
+		}
+		if p.KeepaliveTime <= 0 || p.KeepaliveTime >= p.HoldTime {
+			v.addf(path+".keepaliveTime", "%s must be positive and shorter than holdTime (%s)", p.KeepaliveTime, p.HoldTime)
+		}
+		if p.SourceAddress != "" {
+			s, err := netip.ParseAddr(p.SourceAddress)
+			if err != nil {
+				v.addf(path+".sourceAddress", "%q is not an IP address", p.SourceAddress)
+			} else if s.Is4() != a.Is4() {
+				v.addf(path+".sourceAddress", "%s is not of the same family as address %s", s, a)
+			}
+			p.SourceAddr = s
+		}
+		if p.nodeSelector, err = p.NodeSelector.compile(); err != nil {
+			v.addf(path+".nodeSelector", "%v", err)
+		}
+	}
+}
+
+func (c *Config) validateNodeAgent(v *validator) {
+	n := c.NodeAgent
+	if n.LeaseDuration < 0 {
+		v.addf("nodeAgent.leaseDuration", "%s must be positive", n.LeaseDuration)
+	}
+	if n.RenewInterval <= 0 || n.RenewInterval >= n.LeaseDuration {
+		v.addf("nodeAgent.renewInterval", "%s must be positive and shorter than leaseDuration (%s)", n.RenewInterval, n.LeaseDuration)
+	}
+	if n.GARPInterval != nil && *n.GARPInterval < 0 {
+		v.addf("nodeAgent.garpInterval", "%s must not be negative (0 turns the refresh off)", *n.GARPInterval)
+	}
+}
+
+func (c *Config) validateTopology(v *validator) {
+	for i := range c.Topology {
+		t := &c.Topology[i]
+		path := fmt.Sprintf("topology[%d]", i)
+		p, err := netip.ParsePrefix(t.CIDR)
+		if err != nil {
+			v.addf(path+".cidr", "%q is not a CIDR", t.CIDR)
+		}
+		t.Prefix = p.Masked()
+		if t.Zone == "" && t.Region == "" {
+			v.addf(path, "needs a zone, a region or both")
+		}
+	}
+}
+
+// Community is a BGP standard (RFC 1997) or large (RFC 8092) community.
+type Community struct {
+	Large  bool
+	Value  uint32    // standard: ASN<<16 | value
+	Values [3]uint32 // large: global admin, local 1, local 2
+}
+
+var wellKnownCommunities = map[string]uint32{
+	"no-export":    0xFFFFFF01,
+	"no-advertise": 0xFFFFFF02,
+	"local-as":     0xFFFFFF03,
+	"no-peer":      0xFFFFFF04,
+	"blackhole":    0xFFFF029A,
+}
+
+// ParseCommunity parses "ASN:VALUE" (16-bit each), "A:B:C" (32-bit each)
+// or a well-known name such as "no-export".
+func ParseCommunity(s string) (Community, error) {
+	if v, ok := wellKnownCommunities[strings.ToLower(s)]; ok {
+		return Community{Value: v}, nil
+	}
+	parts := strings.Split(s, ":")
+	switch len(parts) {
+	case 2:
+		hi, err1 := strconv.ParseUint(parts[0], 10, 16)
+		lo, err2 := strconv.ParseUint(parts[1], 10, 16)
+		if err1 != nil || err2 != nil {
+			return Community{}, fmt.Errorf("%q: a standard community is two numbers 0-65535 as ASN:VALUE", s)
+		}
+		return Community{Value: uint32(hi)<<16 | uint32(lo)}, nil
+	case 3:
+		var c Community
+		c.Large = true
+		for i, p := range parts {
+			n, err := strconv.ParseUint(p, 10, 32)
+			if err != nil {
+				return Community{}, fmt.Errorf("%q: a large community is three numbers 0-4294967295 as A:B:C", s)
+			}
+			c.Values[i] = uint32(n)
+		}
+		return c, nil
+	}
+	return Community{}, fmt.Errorf("%q is not a community; use ASN:VALUE, A:B:C or a well-known name", s)
+}
+
+func (c Community) String() string {
+	if c.Large {
+		return fmt.Sprintf("%d:%d:%d", c.Values[0], c.Values[1], c.Values[2])
+	}
+	return fmt.Sprintf("%d:%d", c.Value>>16, c.Value&0xFFFF)
+}

@@ -1,0 +1,163 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// forwarder accepts TCP connections on a listener inside a host namespace and
+// relays each to a loopback address in the root namespace. The listener
+// socket belongs to the host namespace because it was created there; the
+// dialing happens from ordinary threads, which stay in the root namespace.
+// Every connection dials anew, so an apiserver restart only breaks the
+// connections open at the time.
+type forwarder struct {
+	l      net.Listener
+	target string
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func startForwarder(netns, listenAddr, target string) (*forwarder, error) {
+	l, err := listenInNetns(netns, listenAddr)
+	if err != nil {
+		return nil, err
+	}
+	f := &forwarder{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	f.wg.Add(1)
+	go f.serve()
+	return f, nil
+}
+
+func (f *forwarder) serve() {
+	defer f.wg.Done()
+	for {
+		c, err := f.l.Accept()
+		if err != nil {
+			return // closed
+		}
+		f.wg.Add(1)
+		go f.relay(c)
+	}
+}
+
+func (f *forwarder) relay(in net.Conn) {
+	defer f.wg.Done()
+	out, err := net.Dial("tcp", f.target)
+	if err != nil {
+		in.Close() // the client sees a reset, as it would from a stopped apiserver
+		return
+	}
+	if !f.track(in, out) {
+		in.Close()
+		out.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src net.Conn) {
+		io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go pipe(out, in)
+	go pipe(in, out)
+	<-done
+	<-done
+	in.Close()
+	out.Close()
+	f.untrack(in, out)
+}
+
+func (f *forwarder) track(cs ...net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	for _, c := range cs {
+		f.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (f *forwarder) untrack(cs ...net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range cs {
+		delete(f.conns, c)
+	}
+}
+
+// Close stops listening, cuts open connections and waits for the relays.
+func (f *forwarder) Close() {
+	f.mu.Lock()
+	f.closed = true
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.l.Close()
+	f.wg.Wait()
+}
+
+// listenInNetns opens a TCP listener inside the named network namespace. It
+// switches a dedicated, locked OS thread into the namespace and back; if
+// switching back fails the thread stays locked and the runtime discards it
+// with the goroutine, so no other goroutine ever runs in the wrong namespace.
+func listenInNetns(netns, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("opening the current network namespace: %w", err)}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(filepath.Join(netnsDir, netns))
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("opening network namespace %s: %w", netns, err)}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("entering network namespace %s: %w", netns, err)}
+			return
+		}
+		l, lerr := net.Listen("tcp", addr)
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			if l != nil {
+				l.Close()
+			}
+			ch <- result{err: fmt.Errorf("returning to the root network namespace: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		if lerr != nil {
+			lerr = fmt.Errorf("listening on %s in network namespace %s: %w", addr, netns, lerr)
+		}
+		ch <- result{l: l, err: lerr}
+	}()
+	r := <-ch
+	return r.l, r.err
+}

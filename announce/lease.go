@@ -1,0 +1,191 @@
+package announce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+)
+
+// LeasePrefix starts the name of every agent's Lease: baremetal-agent-<node>.
+const LeasePrefix = "baremetal-agent-"
+
+// Annotations an agent publishes on its Lease.
+const (
+	annotationPrefix = "baremetal.cloud-provider.io/"
+	// AnnotationLeaving marks an agent that is shutting down: peers take
+	// its VIPs over at once instead of waiting for the lease to expire.
+	AnnotationLeaving = annotationPrefix + "leaving"
+	// AnnotationMACs lists the node's hardware addresses.
+	AnnotationMACs = annotationPrefix + "macs"
+	// AnnotationUnreadyPools lists layer-2 pools the node cannot announce.
+	AnnotationUnreadyPools = annotationPrefix + "unready-pools"
+)
+
+// LeaseName is the name of node's agent Lease.
+func LeaseName(node string) string { return LeasePrefix + node }
+
+// leaseInfo reads what an agent published on its Lease.
+func leaseInfo(l *coordinationv1.Lease) (leaving bool, info AgentInfo) {
+	a := l.Annotations
+	return a[AnnotationLeaving] == "true", AgentInfo{
+		MACs:         splitList(a[AnnotationMACs]),
+		UnreadyPools: splitList(a[AnnotationUnreadyPools]),
+	}
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// leaseKeeper holds this agent's Lease: creates it, renews it, marks it
+// leaving and deletes it.
+type leaseKeeper struct {
+	client        kubernetes.Interface
+	namespace     string
+	node          string
+	clock         clock.PassiveClock
+	leaseDuration time.Duration
+
+	mu          sync.Mutex
+	lease       *coordinationv1.Lease
+	renewed     time.Time // last successful write, local clock
+	unreachable bool      // the last failure was the API server not answering
+}
+
+// renew writes the lease with a new renewTime and the given annotations.
+func (k *leaseKeeper) renew(ctx context.Context, leaving bool, info AgentInfo) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	err := k.renewLocked(ctx, leaving, info)
+	if apierrors.IsConflict(err) {
+		k.lease = nil // someone else wrote it; start from the server's copy
+		err = k.renewLocked(ctx, leaving, info)
+	}
+	if err != nil {
+		k.unreachable = isUnreachable(err)
+		return err
+	}
+	k.renewed = k.clock.Now()
+	k.unreachable = false
+	return nil
+}
+
+func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentInfo) error {
+	leases := k.client.CoordinationV1().Leases(k.namespace)
+	name := LeaseName(k.node)
+	now := metav1.NewMicroTime(time.Now())
+	if k.lease == nil {
+		l, err := leases.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			l = &coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: k.namespace},
+				Spec: coordinationv1.LeaseSpec{
+					HolderIdentity:       ptr.To(k.node),
+					LeaseDurationSeconds: ptr.To(int32(math.Ceil(k.leaseDuration.Seconds()))),
+					AcquireTime:          &now,
+					RenewTime:            &now,
+				},
+			}
+			setLeaseAnnotations(l, leaving, info)
+			created, err := leases.Create(ctx, l, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("creating lease %s/%s: %w", k.namespace, name, err)
+			}
+			k.lease = created
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading lease %s/%s: %w", k.namespace, name, err)
+		}
+		k.lease = l
+	}
+	l := k.lease.DeepCopy()
+	l.Spec.HolderIdentity = ptr.To(k.node)
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(k.leaseDuration.Seconds())))
+	l.Spec.RenewTime = &now
+	setLeaseAnnotations(l, leaving, info)
+	updated, err := leases.Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("renewing lease %s/%s: %w", k.namespace, name, err)
+	}
+	k.lease = updated
+	return nil
+}
+
+func setLeaseAnnotations(l *coordinationv1.Lease, leaving bool, info AgentInfo) {
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	set := func(key, value string) {
+		if value == "" {
+			delete(l.Annotations, key)
+		} else {
+			l.Annotations[key] = value
+		}
+	}
+	set(AnnotationLeaving, map[bool]string{true: "true"}[leaving])
+	set(AnnotationMACs, strings.Join(info.MACs, ","))
+	set(AnnotationUnreadyPools, strings.Join(info.UnreadyPools, ","))
+}
+
+// delete removes the lease, so a node that is gone for good leaves no trace.
+func (k *leaseKeeper) delete(ctx context.Context) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	err := k.client.CoordinationV1().Leases(k.namespace).Delete(ctx, LeaseName(k.node), metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting lease %s/%s: %w", k.namespace, LeaseName(k.node), err)
+	}
+	k.lease = nil
+	k.renewed = time.Time{}
+	return nil
+}
+
+// state reports whether the lease is held (renewed within leaseDuration)
+// and, if not, whether that is because the API server is unreachable.
+func (k *leaseKeeper) state() (held, unreachable bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	held = !k.renewed.IsZero() && k.clock.Since(k.renewed) < k.leaseDuration
+	return held, k.unreachable
+}
+
+// isUnreachable tells "the API server did not answer" (everybody is likely
+// in the same boat: keep the status quo) from "it answered no" (this agent
+// must stop announcing).
+func isUnreachable(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return true // transport error, timeout, connection refused
+	}
+	return apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsUnexpectedServerError(err)
+}
+
+// macStrings renders hardware addresses for AnnotationMACs, sorted so the
+// annotation only changes when the set does.
+func macStrings(macs []net.HardwareAddr) []string {
+	out := make([]string, 0, len(macs))
+	for _, m := range macs {
+		out = append(out, m.String())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,81 @@
+package announce
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Event reasons the agent records on Services.
+const (
+	ReasonAnnouncing      = "Announcing"
+	ReasonWithdrawn       = "Withdrawn"
+	ReasonAddressConflict = "AddressConflict"
+	ReasonNoInterface     = "NoInterface"
+)
+
+// Metrics are the agent's Prometheus metrics (prefix baremetal_).
+type Metrics struct {
+	Registry       *prometheus.Registry
+	AnnouncedVIPs  *prometheus.GaugeVec
+	Failovers      prometheus.Counter
+	ProbeConflicts prometheus.Counter
+	RenewFailures  prometheus.Counter
+	LiveAgents     prometheus.Gauge
+}
+
+// NewMetrics registers the agent's metrics on a new registry, with the Go
+// and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		AnnouncedVIPs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "baremetal_announced_vips",
+			Help: "VIPs this node announces, by mode (layer2, bgp).",
+		}, []string{"mode"}),
+		Failovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baremetal_failovers_total",
+			Help: "Layer-2 VIPs this node took over from an agent that died.",
+		}),
+		ProbeConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baremetal_probe_conflicts_total",
+			Help: "Probes before announcing that another host answered.",
+		}),
+		RenewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baremetal_lease_renew_failures_total",
+			Help: "Failed renewals of this agent's Lease.",
+		}),
+		LiveAgents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "baremetal_live_agents",
+			Help: "Agents this node sees alive, itself included.",
+		}),
+	}
+	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.AnnouncedVIPs.WithLabelValues("layer2")
+	m.AnnouncedVIPs.WithLabelValues("bgp")
+	return m
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// HealthHandler answers /healthz and /readyz: 200 once the caches are
+// synced and the agent holds its lease, 503 with the reason otherwise.
+func (a *Agent) HealthHandler() http.Handler {
+	mux := http.NewServeMux()
+	check := func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
+	mux.HandleFunc("/healthz", check)
+	mux.HandleFunc("/readyz", check)
+	return mux
+}

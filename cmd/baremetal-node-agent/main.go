@@ -1,0 +1,179 @@
+// Command baremetal-node-agent runs on every node (a DaemonSet with
+// hostNetwork, NET_ADMIN and NET_RAW) and makes the LoadBalancer addresses
+// handed out by baremetal-cloud-controller-manager reachable, by layer 2
+// (ARP/NDP) or BGP.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+type options struct {
+	kubeconfig     string
+	nodeName       string
+	cloudConfig    string
+	namespace      string
+	metricsAddr    string
+	healthAddr     string
+	reloadInterval time.Duration
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("baremetal-node-agent", flag.ExitOnError)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration when empty.")
+	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
+	fs.StringVar(&o.cloudConfig, "cloud-config", "", "Path to the cloud-config file shared with the cloud-controller-manager.")
+	fs.StringVar(&o.namespace, "namespace", "kube-system", "Namespace of the agents' Leases.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9101", "Address to serve /metrics on; 0 disables.")
+	fs.StringVar(&o.healthAddr, "health-bind-address", ":9102", "Address to serve /healthz and /readyz on; 0 disables.")
+	fs.DurationVar(&o.reloadInterval, "config-reload-interval", 10*time.Second, "How often to re-read the cloud-config file; 0 disables.")
+	klog.InitFlags(fs)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "baremetal-node-agent:", err)
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(o options) error {
+	if o.cloudConfig == "" {
+		return errors.New("--cloud-config is required")
+	}
+	cfg, err := config.Load(o.cloudConfig)
+	if err != nil {
+		return err
+	}
+	if o.nodeName == "" {
+		return errors.New("the node name is unknown: set --node-name or $NODE_NAME")
+	}
+	restCfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	restCfg.UserAgent = announce.Component
+	restCfg.QPS, restCfg.Burst = 20, 50
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("building a Kubernetes client: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log := klog.Background().WithName("agent")
+	ctx = klog.NewContext(ctx, log)
+
+	metrics := announce.NewMetrics()
+	agent, err := announce.New(announce.Options{
+		Client: client, NodeName: o.nodeName, Namespace: o.namespace, Config: cfg, Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+	if err := serve(ctx, o.metricsAddr, "/metrics", metrics.Handler()); err != nil {
+		return err
+	}
+	if err := serve(ctx, o.healthAddr, "/", agent.HealthHandler()); err != nil {
+		return err
+	}
+	if o.reloadInterval > 0 {
+		go watchConfig(ctx, o.cloudConfig, o.reloadInterval, agent)
+	}
+	log.Info("Starting", "node", o.nodeName, "namespace", o.namespace, "pools", len(cfg.Pools))
+	return agent.Run(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig given and not running in a cluster: %w", err)
+		}
+		return c, nil
+	}
+	c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+	}
+	return c, nil
+}
+
+// serve listens on addr ("0" or "" disables) until ctx is done. Listening
+// happens before it returns, so a taken port fails the start.
+func serve(ctx context.Context, addr, pattern string, h http.Handler) error {
+	if addr == "" || addr == "0" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pattern, h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			klog.FromContext(ctx).Error(err, "Stopping the HTTP server failed", "address", addr)
+		}
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.FromContext(ctx).Error(err, "HTTP server failed", "address", addr)
+		}
+	}()
+	return nil
+}
+
+// watchConfig re-reads the cloud-config when its content changes (a
+// ConfigMap update). A file that does not load keeps the old config.
+func watchConfig(ctx context.Context, path string, every time.Duration, agent *announce.Agent) {
+	log := klog.FromContext(ctx)
+	last, _ := os.ReadFile(path)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(path)
+		if err != nil || bytes.Equal(data, last) {
+			continue
+		}
+		last = data
+		cfg, err := config.Parse(data)
+		if err != nil {
+			log.Error(err, "The changed cloud-config is invalid; keeping the previous one", "path", path)
+			continue
+		}
+		log.Info("Loaded the changed cloud-config", "path", path)
+		agent.SetConfig(cfg)
+	}
+}

@@ -1,0 +1,17 @@
+# One image with every binary: the cloud-controller-manager, the node agent
+# and baremetal-config. deploy/ chooses the binary with `command:`.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/ \
+      ./cmd/baremetal-cloud-controller-manager \
+      ./cmd/baremetal-node-agent \
+      ./cmd/baremetal-config
+
+# Static binaries; no shell. The CCM runs as an unprivileged user and the
+# agent as root with only NET_ADMIN and NET_RAW (see deploy/base).
+FROM gcr.io/distroless/static-debian12
+COPY --from=build /out/ /usr/local/bin/
+ENTRYPOINT ["/usr/local/bin/baremetal-cloud-controller-manager"]

@@ -103,9 +103,6 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 		if s.ConnectTime != "" {
 			c.note(p.src, "connectTime %s not carried over: the speaker's retry interval is fixed", s.ConnectTime)
 		}
-		if s.DualStackAddressFamily {
-			c.note(p.src, "dualStackAddressFamily not carried over: each session carries only its own address family, so define a peer per family")
-		}
 		bgp.Peers = append(bgp.Peers, op)
 	}
 	if len(routerIDs) == 1 {

@@ -123,7 +123,6 @@ func TestGolden(t *testing.T) {
 			wantNotes: []string{
 				`Namespace "metallb-system": skipped`,
 				`advertised by both BGP and layer 2`,
-				`dualStackAddressFamily not carried over`,
 			},
 			check: func(t *testing.T, c *config.Config) {
 				wantPools(t, c, "reserved", "both")

@@ -71,26 +71,24 @@ type bgpAdvertisementSpec struct {
 
 // metallb.io BGPPeer, v1beta1 and v1beta2 (v1beta2 is a superset).
 type bgpPeerSpec struct {
-	MyASN                  uint32          `yaml:"myASN"`
-	ASN                    uint32          `yaml:"peerASN"`
-	DynamicASN             string          `yaml:"dynamicASN"`
-	Address                string          `yaml:"peerAddress"`
-	Interface              string          `yaml:"interface"`
-	SrcAddress             string          `yaml:"sourceAddress"`
-	Port                   uint16          `yaml:"peerPort"`
-	HoldTime               string          `yaml:"holdTime"`
-	KeepaliveTime          string          `yaml:"keepaliveTime"`
-	ConnectTime            string          `yaml:"connectTime"`
-	RouterID               string          `yaml:"routerID"`
-	NodeSelectors          []labelSelector `yaml:"nodeSelectors"`
-	Password               string          `yaml:"password"`
-	PasswordSecret         secretRef       `yaml:"passwordSecret"`
-	BFDProfile             string          `yaml:"bfdProfile"`
-	EnableGracefulRestart  bool            `yaml:"enableGracefulRestart"`
-	EBGPMultiHop           bool            `yaml:"ebgpMultiHop"`
-	VRFName                string          `yaml:"vrf"`
-	DisableMP              bool            `yaml:"disableMP"`
-	DualStackAddressFamily bool            `yaml:"dualStackAddressFamily"`
+	MyASN                 uint32          `yaml:"myASN"`
+	ASN                   uint32          `yaml:"peerASN"`
+	DynamicASN            string          `yaml:"dynamicASN"`
+	Address               string          `yaml:"peerAddress"`
+	Interface             string          `yaml:"interface"`
+	SrcAddress            string          `yaml:"sourceAddress"`
+	Port                  uint16          `yaml:"peerPort"`
+	HoldTime              string          `yaml:"holdTime"`
+	KeepaliveTime         string          `yaml:"keepaliveTime"`
+	ConnectTime           string          `yaml:"connectTime"`
+	RouterID              string          `yaml:"routerID"`
+	NodeSelectors         []labelSelector `yaml:"nodeSelectors"`
+	Password              string          `yaml:"password"`
+	PasswordSecret        secretRef       `yaml:"passwordSecret"`
+	BFDProfile            string          `yaml:"bfdProfile"`
+	EnableGracefulRestart bool            `yaml:"enableGracefulRestart"`
+	EBGPMultiHop          bool            `yaml:"ebgpMultiHop"`
+	VRFName               string          `yaml:"vrf"`
 }
 
 type secretRef struct {

@@ -1,0 +1,63 @@
+package ipam
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkAllocateRelease measures one Allocate plus one Release of a new
+// Service while n addresses are already allocated. "contiguous" allocates
+// the first n addresses (one interval); "fragmented" allocates 2n and frees
+// every other one, the worst case for the interval index (n intervals).
+//
+//	go test -run x -bench . -benchmem ./ipam
+func BenchmarkAllocateRelease(b *testing.B) {
+	cases := []struct {
+		cidr       string
+		family     Family
+		n          int
+		fragmented bool
+	}{
+		{"2001:db8::/64", IPv6, 1_000, false},
+		{"2001:db8::/64", IPv6, 100_000, false},
+		{"2001:db8::/64", IPv6, 1_000_000, false},
+		{"2001:db8::/64", IPv6, 1_000, true},
+		{"2001:db8::/64", IPv6, 100_000, true},
+		{"10.0.0.0/16", IPv4, 1_000, false},
+		{"10.0.0.0/16", IPv4, 60_000, false},
+		{"10.0.0.0/16", IPv4, 30_000, true},
+	}
+	for _, c := range cases {
+		layout := "contiguous"
+		if c.fragmented {
+			layout = "fragmented"
+		}
+		b.Run(fmt.Sprintf("%s/%d-allocated/%s", c.cidr, c.n, layout), func(b *testing.B) {
+			a := New([]Pool{{Name: "bench", AutoAssign: true, Ranges: ranges(b, c.cidr)}})
+			req := Request{Families: []Family{c.family}}
+			total := c.n
+			if c.fragmented {
+				total = 2 * c.n
+			}
+			for i := 0; i < total; i++ {
+				req.Key = fmt.Sprintf("ns/svc-%d", i)
+				if _, err := a.Allocate(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.fragmented {
+				for i := 0; i < total; i += 2 {
+					a.Release(fmt.Sprintf("ns/svc-%d", i))
+				}
+			}
+			req.Key = "ns/bench"
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Allocate(req); err != nil {
+					b.Fatal(err)
+				}
+				a.Release(req.Key)
+			}
+		})
+	}
+}

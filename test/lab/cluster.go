@@ -206,7 +206,12 @@ func (c *Cluster) StopAPIServer() error {
 	if p == nil {
 		return nil
 	}
-	return p.Stop(30 * time.Second)
+	start := time.Now()
+	if err := p.Stop(30 * time.Second); err != nil {
+		return err
+	}
+	c.logf("kube-apiserver stopped in %s", time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // APIServer returns the current kube-apiserver process.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,7 +44,7 @@ func startProcess(dir, name string, args []string) (*Process, error) {
 		// A crashed test must not leave daemons behind.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startOnLauncherThread(cmd); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting %q (%s): %w", name, strings.Join(args, " "), err)
 	}
@@ -157,4 +158,34 @@ func (e *Env) StartProcess(dir, name string, args ...string) (*Process, error) {
 	e.track(p)
 	e.onClose(func() { p.Stop(5 * time.Second) })
 	return p, nil
+}
+
+// The kernel delivers Pdeathsig when the thread that forked the child exits,
+// not the process. Go threads exit when a goroutine ends while locked to its
+// thread (which code switching network namespaces does on purpose), so the
+// lab forks every process from one goroutine locked to a thread that never
+// exits.
+var (
+	launcherOnce sync.Once
+	launches     chan launch
+)
+
+type launch struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+func startOnLauncherThread(cmd *exec.Cmd) error {
+	launcherOnce.Do(func() {
+		launches = make(chan launch)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for l := range launches {
+				l.errc <- l.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	launches <- launch{cmd: cmd, errc: errc}
+	return <-errc
 }

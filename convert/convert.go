@@ -204,6 +204,13 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 				c.communities[cm.Name] = cm.Value
 			}
 		}
+	case "AddressPool":
+		// The CRD of MetalLB v0.12-v0.13, deprecated since v0.13: the legacy
+		// pool shape with camelCase fields.
+		var spec addressPoolSpec
+		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+			c.addProtocolPool(ref, "bgpAdvertisements", spec.legacy(obj.Metadata.Name))
+		}
 	case "BFDProfile":
 		c.note(ref, "not carried over: baremetal has no BFD; BGP failure detection relies on holdTime")
 	default:
@@ -248,31 +255,37 @@ func (c *converter) readLegacy(ref string, lc legacyConfig) {
 		})
 	}
 	for i, p := range lc.Pools {
-		src := fmt.Sprintf("%s address-pools[%d] %q", ref, i, p.Name)
-		c.pools = append(c.pools, pool{src: src, name: p.Name, spec: ipAddressPoolSpec{
-			Addresses: p.Addresses, AutoAssign: p.AutoAssign, AvoidBuggyIPs: p.AvoidBuggyIPs,
-		}})
-		switch p.Protocol {
-		case "bgp":
-			if len(p.BGPAdvertisements) == 0 {
-				c.bgpAds = append(c.bgpAds, bgpAd{src: src, spec: bgpAdvertisementSpec{IPAddressPools: []string{p.Name}}})
-			}
-			for j, a := range p.BGPAdvertisements {
-				c.bgpAds = append(c.bgpAds, bgpAd{
-					src: fmt.Sprintf("%s bgp-advertisements[%d]", src, j),
-					spec: bgpAdvertisementSpec{
-						AggregationLength: a.AggregationLength, AggregationLengthV6: a.AggregationLengthV6,
-						LocalPref: a.LocalPref, Communities: a.Communities, IPAddressPools: []string{p.Name},
-					},
-				})
-			}
-		case "layer2", "l2":
-			c.l2Ads = append(c.l2Ads, l2Ad{src: src, spec: l2AdvertisementSpec{IPAddressPools: []string{p.Name}}})
-		default:
-			c.note(src, "protocol %q is not layer2 or bgp; the pool is converted without an announcement mode of its own", p.Protocol)
-		}
+		c.addProtocolPool(fmt.Sprintf("%s address-pools[%d] %q", ref, i, p.Name), "bgp-advertisements", p)
 	}
 	for _, b := range lc.BFDProfiles {
 		c.note(fmt.Sprintf("%s bfd-profiles %q", ref, b.Name), "not carried over: baremetal has no BFD; BGP failure detection relies on holdTime")
+	}
+}
+
+// addProtocolPool adds a pool that names its own protocol (the legacy
+// ConfigMap's address-pools and the deprecated AddressPool kind) together
+// with the advertisement that protocol implies.
+func (c *converter) addProtocolPool(src, advField string, p legacyPool) {
+	c.pools = append(c.pools, pool{src: src, name: p.Name, spec: ipAddressPoolSpec{
+		Addresses: p.Addresses, AutoAssign: p.AutoAssign, AvoidBuggyIPs: p.AvoidBuggyIPs,
+	}})
+	switch p.Protocol {
+	case "bgp":
+		if len(p.BGPAdvertisements) == 0 {
+			c.bgpAds = append(c.bgpAds, bgpAd{src: src, spec: bgpAdvertisementSpec{IPAddressPools: []string{p.Name}}})
+		}
+		for j, a := range p.BGPAdvertisements {
+			c.bgpAds = append(c.bgpAds, bgpAd{
+				src: fmt.Sprintf("%s %s[%d]", src, advField, j),
+				spec: bgpAdvertisementSpec{
+					AggregationLength: a.AggregationLength, AggregationLengthV6: a.AggregationLengthV6,
+					LocalPref: a.LocalPref, Communities: a.Communities, IPAddressPools: []string{p.Name},
+				},
+			})
+		}
+	case "layer2", "l2":
+		c.l2Ads = append(c.l2Ads, l2Ad{src: src, spec: l2AdvertisementSpec{IPAddressPools: []string{p.Name}}})
+	default:
+		c.note(src, "protocol %q is neither layer2 nor bgp", p.Protocol)
 	}
 }

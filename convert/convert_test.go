@@ -240,6 +240,20 @@ func TestFromMetalLB(t *testing.T) {
 			},
 		},
 		{
+			name: "deprecated AddressPool kind",
+			inputs: []string{
+				peerDoc + "---\napiVersion: metallb.io/v1beta1\nkind: AddressPool\nmetadata: {name: old}\n" +
+					"spec: {protocol: bgp, addresses: [192.0.2.0/28], autoAssign: false, bgpAdvertisements: [{localPref: 50, communities: [no-export]}, {aggregationLength: 24}]}\n",
+			},
+			wantNotes: []string{`AddressPool "old" bgpAdvertisements[1]: not carried over for pool "old"`},
+			check: func(t *testing.T, c *config.Config) {
+				p := c.Pools[0]
+				if p.Name != "old" || p.Mode != config.ModeBGP || p.IsAutoAssign() || *p.BGP.LocalPref != 50 || p.BGP.Communities[0] != "no-export" {
+					t.Errorf("pool %+v bgp %+v", p, p.BGP)
+				}
+			},
+		},
+		{
 			name:      "an unknown community is left out",
 			inputs:    []string{poolDoc("a", "192.0.2.0/28") + "---\n" + peerDoc + "---\n" + "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: x}\nspec: {communities: [gold]}\n"},
 			wantNotes: []string{`community "gold" left out`},
@@ -325,4 +339,25 @@ func notesText(notes []Note) string {
 		b.WriteString("  " + n.String() + "\n")
 	}
 	return b.String()
+}
+
+// FuzzFromMetalLB: any input either fails with an error or yields a
+// cloud-config that loads, and never panics.
+func FuzzFromMetalLB(f *testing.F) {
+	for _, name := range []string{"legacy-layer2.yaml", "legacy-bgp.yaml", "crd-layer2.yaml", "crd-bgp.yaml", "crd-mixed.yaml"} {
+		data, err := os.ReadFile(filepath.Join(testdata, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := FromMetalLB(Source{Name: "fuzz", Data: data})
+		if err != nil {
+			return
+		}
+		if _, err := config.Parse(res.Config); err != nil {
+			t.Fatalf("FromMetalLB succeeded but its output does not load: %v\n%s", err, res.Config)
+		}
+	})
 }

@@ -153,3 +153,28 @@ type legacyBGPAdv struct {
 func (s legacySelector) crd() labelSelector {
 	return labelSelector{MatchLabels: s.MatchLabels, MatchExpressions: s.MatchExpressions}
 }
+
+// metallb.io AddressPool (v1alpha1/v1beta1, deprecated).
+type addressPoolSpec struct {
+	Protocol          string   `yaml:"protocol"`
+	Addresses         []string `yaml:"addresses"`
+	AutoAssign        *bool    `yaml:"autoAssign"`
+	AvoidBuggyIPs     bool     `yaml:"avoidBuggyIPs"`
+	BGPAdvertisements []struct {
+		AggregationLength   *int     `yaml:"aggregationLength"`
+		AggregationLengthV6 *int     `yaml:"aggregationLengthV6"`
+		LocalPref           uint32   `yaml:"localPref"`
+		Communities         []string `yaml:"communities"`
+	} `yaml:"bgpAdvertisements"`
+}
+
+func (s addressPoolSpec) legacy(name string) legacyPool {
+	p := legacyPool{Name: name, Protocol: s.Protocol, Addresses: s.Addresses, AutoAssign: s.AutoAssign, AvoidBuggyIPs: s.AvoidBuggyIPs}
+	for _, a := range s.BGPAdvertisements {
+		p.BGPAdvertisements = append(p.BGPAdvertisements, legacyBGPAdv{
+			AggregationLength: a.AggregationLength, AggregationLengthV6: a.AggregationLengthV6,
+			LocalPref: a.LocalPref, Communities: a.Communities,
+		})
+	}
+	return p
+}

@@ -50,12 +50,28 @@ func Parse(data []byte) (*Config, error) {
 		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 			return nil, cleanYAMLError(err, &root)
 		}
+		// A second document would otherwise be ignored without a word.
+		var next yaml.Node
+		if err := dec.Decode(&next); err == nil && !isEmptyDocument(&next) {
+			return nil, errors.New("the cloud-config holds more than one YAML document (---); put all settings in one")
+		} else if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("invalid YAML: %w", err)
+		}
 	}
 	c.setDefaults()
 	if errs := c.validate(); len(errs) > 0 {
 		return nil, errs
 	}
 	return c, nil
+}
+
+func isEmptyDocument(n *yaml.Node) bool {
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode || c.Tag != "!!null" {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidationErrors lists every problem found in one file.
@@ -91,12 +107,17 @@ func cleanYAMLError(err error, root *yaml.Node) error {
 	}
 	paths := map[int]string{}
 	indexLines(root, "", paths)
+	keys := map[int][]keyRef{}
+	indexKeys(root, "", keys)
 	var errs ValidationErrors
 	for _, msg := range te.Errors {
 		if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			errs = append(errs, &FieldError{Path: joinPath(parentAt(paths, line), m[2]),
-				Msg: fmt.Sprintf("unknown field (line %d)", line)})
+			path, ok := takeKey(keys, line, m[2])
+			if !ok {
+				path = joinPath(parentAt(paths, line), m[2])
+			}
+			errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf("unknown field (line %d)", line)})
 			continue
 		}
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
@@ -137,6 +158,44 @@ func indexLines(n *yaml.Node, path string, out map[int]string) {
 			indexLines(c, p, out)
 		}
 	}
+}
+
+// keyRef is a mapping key and its field path.
+type keyRef struct{ name, path string }
+
+// indexKeys records every mapping key by line, so that an unknown field is
+// named by its own path even when several mappings share a line
+// ("nodeSelector: {matchLabels: {}, bogus: 1}").
+func indexKeys(n *yaml.Node, path string, out map[int][]keyRef) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexKeys(c, path, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			out[k.Line] = append(out[k.Line], keyRef{name: k.Value, path: p})
+			indexKeys(v, p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			indexKeys(c, fmt.Sprintf("%s[%d]", path, i), out)
+		}
+	}
+}
+
+// takeKey returns the path of the first key called name on line and drops
+// it, so that two unknown keys of one name on a line get their own paths.
+func takeKey(keys map[int][]keyRef, line int, name string) (string, bool) {
+	for i, k := range keys[line] {
+		if k.name == name {
+			keys[line] = append(keys[line][:i:i], keys[line][i+1:]...)
+			return k.path, true
+		}
+	}
+	return "", false
 }
 
 // parentAt returns the path of the mapping that holds the key on line.

@@ -92,7 +92,6 @@ func activate(addrs []netip.Addr) string {
 
 // bgpLab is the shared topology of the BGP tests.
 type bgpLab struct {
-	t      *testing.T
 	dir    string
 	lan    *lab.Segment
 	router *lab.Router
@@ -101,7 +100,7 @@ type bgpLab struct {
 
 func newBGPLab(t *testing.T, md5Nodes ...netip.Addr) *bgpLab {
 	t.Helper()
-	l := &bgpLab{t: t, dir: t.TempDir()}
+	l := &bgpLab{dir: t.TempDir()}
 	l.lan = lab.NewSegment(t, "lan")
 	wan := lab.NewSegment(t, "wan")
 	r := l.lan.AddHost("router", netip.PrefixFrom(routerLAN4, 24), netip.PrefixFrom(routerLAN6, 64))
@@ -140,25 +139,25 @@ type node struct {
 	speaker *lab.Process
 }
 
-func (l *bgpLab) addNode(name string, i int, labels string) *node {
-	l.t.Helper()
+func (l *bgpLab) addNode(t *testing.T, name string, host byte, labels string) *node {
+	t.Helper()
 	n := &node{
 		l: l, name: name, labels: labels,
-		addr4:  netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)}),
-		addr6:  netip.MustParseAddr(fmt.Sprintf("2001:db8:100::%d", 10+i)),
+		addr4:  netip.AddrFrom4([4]byte{198, 51, 100, host}),
+		addr6:  netip.MustParseAddr(fmt.Sprintf("2001:db8:100::%d", host)),
 		config: filepath.Join(l.dir, name+"-cloud-config.yaml"),
 		ads:    filepath.Join(l.dir, name+"-ads.json"),
 		status: filepath.Join(l.dir, name+"-status.json"),
 	}
 	n.host = l.lan.AddHost(name, netip.PrefixFrom(n.addr4, 24), netip.PrefixFrom(n.addr6, 64))
 	if err := n.host.AddRoute(wan4, routerLAN4); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := n.host.AddRoute(wan6, routerLAN6); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if _, err := n.host.Start("echo", bins.Path("lab-echo"), "--name", name, "--listen", ":80"); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return n
 }
@@ -168,8 +167,8 @@ type peerYAML struct {
 	name, address, extra string
 }
 
-func (n *node) writeConfig(peers ...peerYAML) {
-	n.l.t.Helper()
+func (n *node) writeConfig(t *testing.T, peers ...peerYAML) {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "bgp:\n  asn: %d\n  peers:\n", labASN)
 	for _, p := range peers {
@@ -181,7 +180,7 @@ func (n *node) writeConfig(peers ...peerYAML) {
 		}
 	}
 	if err := os.WriteFile(n.config, []byte(b.String()), 0o644); err != nil {
-		n.l.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
@@ -193,40 +192,40 @@ type adJSON struct {
 	LocalPref   *uint32  `json:"localPref,omitempty"`
 }
 
-func (n *node) writeAds(ads ...adJSON) {
-	n.l.t.Helper()
+func (n *node) writeAds(t *testing.T, ads ...adJSON) {
+	t.Helper()
 	if ads == nil {
 		ads = []adJSON{}
 	}
 	b, err := json.Marshal(ads)
 	if err != nil {
-		n.l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(n.ads, b, 0o644); err != nil {
-		n.l.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
 // start runs the speaker; setAds later changes what it advertises.
-func (n *node) start() {
-	n.l.t.Helper()
-	p, err := n.host.Start("bgpspeaker", speakerBinary(n.l.t), "-v=2",
+func (n *node) start(t *testing.T) {
+	t.Helper()
+	p, err := n.host.Start("bgpspeaker", speakerBinary(t), "-v=2",
 		"--cloud-config", n.config, "--node-name", n.name, "--node-labels", n.labels,
 		"--next-hop4", n.addr4.String(), "--next-hop6", n.addr6.String(),
 		"--ads", n.ads, "--status", n.status)
 	if err != nil {
-		n.l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	n.speaker = p
 }
 
 // setAds makes the running speaker advertise ads and returns when it was told.
-func (n *node) setAds(ads ...adJSON) time.Time {
-	n.l.t.Helper()
-	n.writeAds(ads...)
+func (n *node) setAds(t *testing.T, ads ...adJSON) time.Time {
+	t.Helper()
+	n.writeAds(t, ads...)
 	at := time.Now()
 	if err := n.speaker.Signal(syscall.SIGHUP); err != nil {
-		n.l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return at
 }
@@ -253,8 +252,8 @@ func (n *node) peer(name string) (bgp.PeerStatus, error) {
 	return bgp.PeerStatus{}, fmt.Errorf("node %s has no peer %q in %+v", n.name, name, ps)
 }
 
-func (n *node) waitEstablished(peer string) {
-	n.l.t.Helper()
+func (n *node) waitEstablished(t *testing.T, peer string) {
+	t.Helper()
 	err := lab.Eventually(context.Background(), 30*time.Second, 100*time.Millisecond, func() error {
 		p, err := n.peer(peer)
 		if err != nil {
@@ -266,7 +265,7 @@ func (n *node) waitEstablished(peer string) {
 		return nil
 	})
 	if err != nil {
-		n.l.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
@@ -403,17 +402,17 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 	vip6 := netip.MustParsePrefix("2001:db8:1::10/128")
 	var nodes []*node
 	for i, labels := range []string{"rack=r1,v6=yes", "rack=r2", "rack=r2"} {
-		n := l.addNode(fmt.Sprintf("n%d", i+1), i+1, labels)
-		n.writeConfig(
+		n := l.addNode(t, fmt.Sprintf("n%d", i+1), byte(11+i), labels)
+		n.writeConfig(t, 
 			peerYAML{name: "tor", address: routerLAN4.String()},
 			peerYAML{name: "tor6", address: routerLAN6.String(), extra: "nodeSelector:\n  matchLabels: {v6: \"yes\"}"},
 		)
-		n.writeAds(adJSON{Prefix: vip.String(), Peers: []string{"tor"}, Communities: []string{"65000:100", "65000:1:2"}, LocalPref: u32(250)})
-		n.start()
+		n.writeAds(t, adJSON{Prefix: vip.String(), Peers: []string{"tor"}, Communities: []string{"65000:100", "65000:1:2"}, LocalPref: u32(250)})
+		n.start(t)
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
-		n.waitEstablished("tor")
+		n.waitEstablished(t, "tor")
 	}
 
 	t.Run("ECMP route with communities and local-pref", func(t *testing.T) {
@@ -452,7 +451,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 	})
 
 	t.Run("peer selected by nodeSelector peers only with matching nodes", func(t *testing.T) {
-		nodes[0].waitEstablished("tor6")
+		nodes[0].waitEstablished(t, "tor6")
 		for _, n := range nodes[1:] {
 			if p, err := n.peer("tor6"); err == nil {
 				t.Errorf("node %s (no v6=yes label) has peer tor6: %+v", n.name, p)
@@ -479,7 +478,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 
 	t.Run("IPv6 VIP over the IPv6 session, targeted per peer", func(t *testing.T) {
 		n1 := nodes[0]
-		n1.setAds(
+		n1.setAds(t, 
 			adJSON{Prefix: vip.String(), Peers: []string{"tor"}, Communities: []string{"65000:100", "65000:1:2"}, LocalPref: u32(250)},
 			adJSON{Prefix: vip6.String(), Peers: []string{"tor6"}},
 		)
@@ -511,7 +510,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 			peers []string
 			want  int
 		}{{[]string{"tor", "tor6"}, 1}, {[]string{"tor"}, 0}} {
-			n1.setAds(
+			n1.setAds(t, 
 				adJSON{Prefix: vip.String(), Peers: tc.peers, Communities: []string{"65000:100", "65000:1:2"}, LocalPref: u32(250)},
 				adJSON{Prefix: vip6.String(), Peers: []string{"tor6"}},
 			)
@@ -532,7 +531,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 	})
 
 	t.Run("removing the advertisement withdraws the path", func(t *testing.T) {
-		nodes[0].setAds(adJSON{Prefix: vip6.String(), Peers: []string{"tor6"}})
+		nodes[0].setAds(t, adJSON{Prefix: vip6.String(), Peers: []string{"tor6"}})
 		if err := l.waitNextHops(vip, 10*time.Second, nodes[1].addr4, nodes[2].addr4); err != nil {
 			t.Fatal(err)
 		}
@@ -593,4 +592,127 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestBGPSessionOptions covers TCP MD5 (right, wrong and unreadable
+// password files) and graceful restart against one FRR router.
+func TestBGPSessionOptions(t *testing.T) {
+	good := netip.MustParseAddr("198.51.100.21")
+	bad := netip.MustParseAddr("198.51.100.22")
+	l := newBGPLab(t, good, bad)
+	writePassword := func(name, password string) string {
+		path := filepath.Join(l.dir, name)
+		if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	t.Run("MD5", func(t *testing.T) {
+		right := l.addNode(t, "md5-right", 21, "")
+		right.writeConfig(t, peerYAML{name: "tor", address: routerLAN4.String(), extra: "passwordFile: " + writePassword("right", md5Password)})
+		right.writeAds(t)
+		right.start(t)
+		wrong := l.addNode(t, "md5-wrong", 22, "")
+		wrong.writeConfig(t, peerYAML{name: "tor", address: routerLAN4.String(), extra: "passwordFile: " + writePassword("wrong", "not-"+md5Password)})
+		wrong.writeAds(t)
+		wrong.start(t)
+
+		right.waitEstablished(t, "tor")
+		// A mismatched signature makes the router's kernel drop our SYNs
+		// silently; the speaker says what that means.
+		err := lab.Eventually(context.Background(), 20*time.Second, 200*time.Millisecond, func() error {
+			p, err := wrong.peer("tor")
+			if err != nil {
+				return err
+			}
+			if p.Established() {
+				t.Fatalf("the session with a wrong MD5 password is established")
+			}
+			if !strings.Contains(p.LastError, "MD5") || !strings.Contains(p.LastError, "timeout") {
+				return fmt.Errorf("peer tor: state %s, last error %q; want a timeout blamed on MD5", p.State, p.LastError)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := wrong.peer("tor")
+		t.Logf("wrong password: %s", p.LastError)
+		if strings.Contains(p.LastError, md5Password) {
+			t.Errorf("the error shows the password: %q", p.LastError)
+		}
+		if strings.Contains(right.speaker.Logs()+wrong.speaker.Logs(), md5Password) {
+			t.Errorf("a speaker logged the password")
+		}
+	})
+
+	t.Run("unreadable password file fails that peer only", func(t *testing.T) {
+		n := l.addNode(t, "md5-missing", 23, "")
+		missing := filepath.Join(l.dir, "no-such-password")
+		n.writeConfig(t, 
+			peerYAML{name: "tor", address: routerLAN4.String()},
+			peerYAML{name: "tor6", address: routerLAN6.String(), extra: "passwordFile: " + missing},
+		)
+		n.writeAds(t)
+		n.start(t)
+		n.waitEstablished(t, "tor")
+		p, err := n.peer("tor6")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Established() || !strings.Contains(p.LastError, `"tor6"`) || !strings.Contains(p.LastError, missing) {
+			t.Errorf("peer tor6: %+v; want not established and an error naming the peer and %s", p, missing)
+		}
+	})
+
+	t.Run("graceful restart keeps routes across a restart", func(t *testing.T) {
+		vip := netip.MustParsePrefix("192.0.2.20/32")
+		n := l.addNode(t, "gr", 31, "")
+		n.writeConfig(t, peerYAML{name: "tor", address: routerLAN4.String(), extra: "gracefulRestart: true"})
+		n.writeAds(t, adJSON{Prefix: vip.String(), Peers: []string{"tor"}})
+		n.start(t)
+		if err := l.waitNextHops(vip, 20*time.Second, n.addr4); err != nil {
+			t.Fatal(err)
+		}
+		// A crash closes the TCP session without a NOTIFICATION: the
+		// router keeps the path, marked stale, and keeps forwarding.
+		if err := n.speaker.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		err := lab.Eventually(context.Background(), 10*time.Second, 100*time.Millisecond, func() error {
+			paths, err := l.bgpPaths(vip)
+			if err != nil {
+				return err
+			}
+			if len(paths) != 1 || !paths[0].Stale {
+				return fmt.Errorf("paths %+v, want one stale path", paths)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := l.waitNextHops(vip, time.Second, n.addr4); err != nil {
+			t.Fatalf("while the speaker is down: %v", err)
+		}
+		n.start(t)
+		err = lab.Eventually(context.Background(), 30*time.Second, 100*time.Millisecond, func() error {
+			paths, err := l.bgpPaths(vip)
+			if err != nil {
+				return err
+			}
+			if len(paths) != 1 || paths[0].Stale {
+				return fmt.Errorf("paths %+v, want one fresh path", paths)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.waitNextHops(vip, 5*time.Second, n.addr4); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -403,7 +403,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 	var nodes []*node
 	for i, labels := range []string{"rack=r1,v6=yes", "rack=r2", "rack=r2"} {
 		n := l.addNode(t, fmt.Sprintf("n%d", i+1), byte(11+i), labels)
-		n.writeConfig(t, 
+		n.writeConfig(t,
 			peerYAML{name: "tor", address: routerLAN4.String()},
 			peerYAML{name: "tor6", address: routerLAN6.String(), extra: "nodeSelector:\n  matchLabels: {v6: \"yes\"}"},
 		)
@@ -478,7 +478,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 
 	t.Run("IPv6 VIP over the IPv6 session, targeted per peer", func(t *testing.T) {
 		n1 := nodes[0]
-		n1.setAds(t, 
+		n1.setAds(t,
 			adJSON{Prefix: vip.String(), Peers: []string{"tor"}, Communities: []string{"65000:100", "65000:1:2"}, LocalPref: u32(250)},
 			adJSON{Prefix: vip6.String(), Peers: []string{"tor6"}},
 		)
@@ -510,7 +510,7 @@ func TestBGPSpeakerAdvertisesToFRR(t *testing.T) {
 			peers []string
 			want  int
 		}{{[]string{"tor", "tor6"}, 1}, {[]string{"tor"}, 0}} {
-			n1.setAds(t, 
+			n1.setAds(t,
 				adJSON{Prefix: vip.String(), Peers: tc.peers, Communities: []string{"65000:100", "65000:1:2"}, LocalPref: u32(250)},
 				adJSON{Prefix: vip6.String(), Peers: []string{"tor6"}},
 			)
@@ -650,7 +650,7 @@ func TestBGPSessionOptions(t *testing.T) {
 	t.Run("unreadable password file fails that peer only", func(t *testing.T) {
 		n := l.addNode(t, "md5-missing", 23, "")
 		missing := filepath.Join(l.dir, "no-such-password")
-		n.writeConfig(t, 
+		n.writeConfig(t,
 			peerYAML{name: "tor", address: routerLAN4.String()},
 			peerYAML{name: "tor6", address: routerLAN6.String(), extra: "passwordFile: " + missing},
 		)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,32 +90,43 @@ func (e *Env) StartCluster(ctx context.Context) (*Cluster, error) {
 	if err := os.WriteFile(tokenFile, []byte(c.adminToken+`,admin,admin,"system:masters"`+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if c.apiPort, err = freePort(); err != nil {
-		return nil, err
-	}
-	c.URL = "https://127.0.0.1:" + strconv.Itoa(c.apiPort)
-	c.apiArgs = []string{kas,
-		"--etcd-servers=" + c.etcdURL,
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(c.apiPort),
-		"--cert-dir=" + dir,
-		"--tls-cert-file=" + certPath,
-		"--tls-private-key-file=" + keyPath,
-		"--token-auth-file=" + tokenFile,
-		"--authorization-mode=Node,RBAC",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + saPub,
-		"--service-account-signing-key-file=" + saKey,
-		"--service-cluster-ip-range=" + ServiceClusterIPRange,
-		"--enable-admission-plugins=NodeRestriction",
-		// Lab Nodes have no kubelet and no node lifecycle controller: the
-		// not-ready taint this plugin adds at creation would never go away.
-		"--disable-admission-plugins=TaintNodesByCondition",
-		// The kubernetes Service's endpoint would be 127.0.0.1, which
-		// Endpoints validation refuses; nothing in the lab needs it.
-		"--endpoint-reconciler-type=none",
-		"--profiling=false",
-		"-v=1",
+	// A free port can be taken by someone else before the apiserver binds
+	// it (other test binaries run in parallel): try a few.
+	for attempt := 1; ; attempt++ {
+		if c.apiPort, err = freePort(); err != nil {
+			return nil, err
+		}
+		c.URL = "https://127.0.0.1:" + strconv.Itoa(c.apiPort)
+		c.apiArgs = []string{kas,
+			"--etcd-servers=" + c.etcdURL,
+			"--bind-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(c.apiPort),
+			"--cert-dir=" + dir,
+			"--tls-cert-file=" + certPath,
+			"--tls-private-key-file=" + keyPath,
+			"--token-auth-file=" + tokenFile,
+			"--authorization-mode=Node,RBAC",
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + saPub,
+			"--service-account-signing-key-file=" + saKey,
+			"--service-cluster-ip-range=" + ServiceClusterIPRange,
+			"--enable-admission-plugins=NodeRestriction",
+			// Lab Nodes have no kubelet and no node lifecycle controller: the
+			// not-ready taint this plugin adds at creation would never go away.
+			"--disable-admission-plugins=TaintNodesByCondition",
+			// The kubernetes Service's endpoint would be 127.0.0.1, which
+			// Endpoints validation refuses; nothing in the lab needs it.
+			"--endpoint-reconciler-type=none",
+			"--profiling=false",
+			"-v=1",
+		}
+		err = c.StartAPIServer(ctx)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !errors.Is(err, errPortTaken) {
+			return nil, err
+		}
 	}
 	c.RestConfig = &rest.Config{
 		Host:            c.URL,
@@ -125,9 +138,6 @@ func (e *Env) StartCluster(ctx context.Context) (*Cluster, error) {
 	if c.Client, err = kubernetes.NewForConfig(c.RestConfig); err != nil {
 		return nil, err
 	}
-	if err := c.StartAPIServer(ctx); err != nil {
-		return nil, err
-	}
 	if c.AdminKubeconfig, err = c.writeKubeconfig("admin.kubeconfig", c.URL, "admin", c.adminToken); err != nil {
 		return nil, err
 	}
@@ -135,6 +145,15 @@ func (e *Env) StartCluster(ctx context.Context) (*Cluster, error) {
 }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := c.tryStartEtcd(ctx)
+		if err == nil || attempt == 3 || !errors.Is(err, errPortTaken) {
+			return err
+		}
+	}
+}
+
+func (c *Cluster) tryStartEtcd(ctx context.Context) error {
 	clientPort, err := freePort()
 	if err != nil {
 		return err
@@ -162,6 +181,11 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	c.etcd = p
 	err = waitHTTP(ctx, p, http.DefaultClient, c.etcdURL+"/health", "", 30*time.Second)
 	if err != nil {
+		p.Stop(5 * time.Second)
+		if portTaken(p) {
+			os.RemoveAll(filepath.Join(c.Dir, "etcd"))
+			return fmt.Errorf("etcd: %w", errPortTaken)
+		}
 		return fmt.Errorf("etcd did not become healthy (log: %s): %w", p.LogPath, err)
 	}
 	c.logf("etcd ready at %s in %s", c.etcdURL, time.Since(start).Round(time.Millisecond))
@@ -191,6 +215,10 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	}
 	defer client.CloseIdleConnections()
 	if err := waitHTTP(ctx, p, client, c.URL+"/readyz", c.adminToken, 2*time.Minute); err != nil {
+		p.Stop(5 * time.Second)
+		if portTaken(p) {
+			return fmt.Errorf("kube-apiserver on %s: %w", c.URL, errPortTaken)
+		}
 		return fmt.Errorf("kube-apiserver did not become ready (log: %s): %w", p.LogPath, err)
 	}
 	c.logf("kube-apiserver ready at %s in %s", c.URL, time.Since(start).Round(time.Millisecond))
@@ -274,6 +302,14 @@ func waitHTTP(ctx context.Context, p *Process, client *http.Client, url, token s
 		}
 		return nil
 	})
+}
+
+var errPortTaken = errors.New("port already in use")
+
+// portTaken reports whether a process that ended did so because its port was
+// taken.
+func portTaken(p *Process) bool {
+	return p.Exited() && strings.Contains(p.Logs(), "address already in use")
 }
 
 // freePort asks the kernel for a free loopback TCP port.

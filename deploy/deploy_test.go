@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +12,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -68,15 +71,27 @@ func TestCloudConfigFiles(t *testing.T) {
 	}
 }
 
+// TestKustomizations checks what each kustomization produces: rendered by
+// `kubectl kustomize` when kubectl is installed, and always by the small
+// reader of the kustomize features the manifests use (resources, ConfigMap
+// generators, images), which must agree with kubectl.
 func TestKustomizations(t *testing.T) {
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		t.Skip("kubectl is not installed; `make deps` installs it")
-	}
+	_, kubectlErr := exec.LookPath("kubectl")
 	for _, dir := range []string{"base", "overlays/example"} {
 		t.Run(dir, func(t *testing.T) {
-			objs, err := Render(dir)
+			objs, err := readKustomization(dir)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if kubectlErr == nil {
+				rendered, err := Render(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameObjects(t, rendered, objs)
+				objs = rendered
+			} else {
+				t.Log("kubectl is not installed; checking the manifests without it")
 			}
 			m := index(t, objs)
 			checkKinds(t, m, dir == "overlays/example")
@@ -411,5 +426,130 @@ func convert(t *testing.T, u *unstructured.Unstructured, into any) {
 	}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
 		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+// kustomization is the part of kustomize's format the manifests use.
+type kustomization struct {
+	Resources          []string `json:"resources"`
+	ConfigMapGenerator []struct {
+		Name      string   `json:"name"`
+		Namespace string   `json:"namespace"`
+		Behavior  string   `json:"behavior"`
+		Files     []string `json:"files"`
+	} `json:"configMapGenerator"`
+	Images []struct {
+		Name   string `json:"name"`
+		NewTag string `json:"newTag"`
+	} `json:"images"`
+}
+
+// readKustomization builds dir's objects without kustomize, for the fields
+// of kustomization (generatorOptions is assumed to disable name hashes);
+// any other field is an error, so the reader never silently disagrees with
+// kustomize.
+func readKustomization(dir string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]any
+	if err := yaml.Unmarshal(data, &fields); err != nil {
+		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
+	}
+	for field := range fields {
+		if !slices.Contains([]string{"apiVersion", "kind", "resources", "configMapGenerator", "generatorOptions", "images"}, field) {
+			return nil, fmt.Errorf("%s/kustomization.yaml uses %q, which this test's reader does not implement", dir, field)
+		}
+	}
+	var k kustomization
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, r := range k.Resources {
+		path := filepath.Join(dir, r)
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			sub, err := readKustomization(path)
+			if err != nil {
+				return nil, err
+			}
+			objs = append(objs, sub...)
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		docs, err := Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		objs = append(objs, docs...)
+	}
+	for _, g := range k.ConfigMapGenerator {
+		cm := map[string]any{}
+		for _, f := range g.Files {
+			data, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				return nil, err
+			}
+			cm[filepath.Base(f)] = string(data)
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": cm}}
+		u.SetName(g.Name)
+		u.SetNamespace(g.Namespace)
+		if g.Behavior == "replace" {
+			objs = slices.DeleteFunc(objs, func(o *unstructured.Unstructured) bool {
+				return o.GetKind() == "ConfigMap" && o.GetName() == g.Name && o.GetNamespace() == g.Namespace
+			})
+		}
+		objs = append(objs, u)
+	}
+	for _, img := range k.Images {
+		for _, o := range objs {
+			containers, found, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			if !found {
+				continue
+			}
+			for _, c := range containers {
+				c := c.(map[string]any)
+				if name, _, _ := strings.Cut(c["image"].(string), ":"); name == img.Name && img.NewTag != "" {
+					c["image"] = name + ":" + img.NewTag
+				}
+			}
+			if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return objs, nil
+}
+
+// sameObjects compares kubectl's rendering with the reader's, object by object.
+func sameObjects(t *testing.T, rendered, read []*unstructured.Unstructured) {
+	t.Helper()
+	byKey := func(objs []*unstructured.Unstructured) map[key]*unstructured.Unstructured {
+		m := map[key]*unstructured.Unstructured{}
+		for _, o := range objs {
+			m[key{o.GetKind(), o.GetNamespace(), o.GetName()}] = o
+		}
+		return m
+	}
+	r, o := byKey(rendered), byKey(read)
+	for k, want := range r {
+		got, ok := o[k]
+		if !ok {
+			t.Errorf("kubectl kustomize produces %v, the reader does not", k)
+			continue
+		}
+		if !equality.Semantic.DeepEqual(want.Object, got.Object) {
+			t.Errorf("%v differs between kubectl kustomize and the reader", k)
+		}
+	}
+	for k := range o {
+		if _, ok := r[k]; !ok {
+			t.Errorf("the reader produces %v, kubectl kustomize does not", k)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -95,6 +96,11 @@ func Requirements() error {
 		if _, err := os.Stat(f); err != nil {
 			missing = append(missing, f)
 		}
+	}
+	// FRR's daemons insist their user belongs to the vty group; the lab runs
+	// them as root with that group (see Host.StartFRR).
+	if _, err := user.LookupGroup("frrvty"); err != nil {
+		missing = append(missing, "group frrvty (package frr)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("the lab needs %s; run hack/install-deps.sh as root", strings.Join(missing, ", "))

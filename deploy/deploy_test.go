@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/yaml"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -79,7 +77,7 @@ func TestKustomizations(t *testing.T) {
 	_, kubectlErr := exec.LookPath("kubectl")
 	for _, dir := range []string{"base", "overlays/example"} {
 		t.Run(dir, func(t *testing.T) {
-			objs, err := readKustomization(dir)
+			objs, err := Read(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -427,103 +425,6 @@ func convert(t *testing.T, u *unstructured.Unstructured, into any) {
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
 		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
 	}
-}
-
-// kustomization is the part of kustomize's format the manifests use.
-type kustomization struct {
-	Resources          []string `json:"resources"`
-	ConfigMapGenerator []struct {
-		Name      string   `json:"name"`
-		Namespace string   `json:"namespace"`
-		Behavior  string   `json:"behavior"`
-		Files     []string `json:"files"`
-	} `json:"configMapGenerator"`
-	Images []struct {
-		Name   string `json:"name"`
-		NewTag string `json:"newTag"`
-	} `json:"images"`
-}
-
-// readKustomization builds dir's objects without kustomize, for the fields
-// of kustomization (generatorOptions is assumed to disable name hashes);
-// any other field is an error, so the reader never silently disagrees with
-// kustomize.
-func readKustomization(dir string) ([]*unstructured.Unstructured, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	var fields map[string]any
-	if err := yaml.Unmarshal(data, &fields); err != nil {
-		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
-	}
-	for field := range fields {
-		if !slices.Contains([]string{"apiVersion", "kind", "resources", "configMapGenerator", "generatorOptions", "images"}, field) {
-			return nil, fmt.Errorf("%s/kustomization.yaml uses %q, which this test's reader does not implement", dir, field)
-		}
-	}
-	var k kustomization
-	if err := yaml.Unmarshal(data, &k); err != nil {
-		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
-	}
-	var objs []*unstructured.Unstructured
-	for _, r := range k.Resources {
-		path := filepath.Join(dir, r)
-		if st, err := os.Stat(path); err == nil && st.IsDir() {
-			sub, err := readKustomization(path)
-			if err != nil {
-				return nil, err
-			}
-			objs = append(objs, sub...)
-			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		docs, err := Decode(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		objs = append(objs, docs...)
-	}
-	for _, g := range k.ConfigMapGenerator {
-		cm := map[string]any{}
-		for _, f := range g.Files {
-			data, err := os.ReadFile(filepath.Join(dir, f))
-			if err != nil {
-				return nil, err
-			}
-			cm[filepath.Base(f)] = string(data)
-		}
-		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": cm}}
-		u.SetName(g.Name)
-		u.SetNamespace(g.Namespace)
-		if g.Behavior == "replace" {
-			objs = slices.DeleteFunc(objs, func(o *unstructured.Unstructured) bool {
-				return o.GetKind() == "ConfigMap" && o.GetName() == g.Name && o.GetNamespace() == g.Namespace
-			})
-		}
-		objs = append(objs, u)
-	}
-	for _, img := range k.Images {
-		for _, o := range objs {
-			containers, found, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
-			if !found {
-				continue
-			}
-			for _, c := range containers {
-				c := c.(map[string]any)
-				if name, _, _ := strings.Cut(c["image"].(string), ":"); name == img.Name && img.NewTag != "" {
-					c["image"] = name + ":" + img.NewTag
-				}
-			}
-			if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return objs, nil
 }
 
 // sameObjects compares kubectl's rendering with the reader's, object by object.

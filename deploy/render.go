@@ -9,7 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -58,4 +62,101 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 		}
 		objs = append(objs, u)
 	}
+}
+
+// kustomization is the part of kustomize's format the manifests use.
+type kustomization struct {
+	Resources          []string `json:"resources"`
+	ConfigMapGenerator []struct {
+		Name      string   `json:"name"`
+		Namespace string   `json:"namespace"`
+		Behavior  string   `json:"behavior"`
+		Files     []string `json:"files"`
+	} `json:"configMapGenerator"`
+	Images []struct {
+		Name   string `json:"name"`
+		NewTag string `json:"newTag"`
+	} `json:"images"`
+}
+
+// Read builds the kustomization in dir without kustomize, for the fields the
+// manifests use (resources, configMapGenerator, images; generatorOptions is
+// taken to disable name hashes). Any other field is an error, so Read never
+// silently disagrees with kustomize; the tests check it agrees with Render.
+func Read(dir string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]any
+	if err := yaml.Unmarshal(data, &fields); err != nil {
+		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
+	}
+	for field := range fields {
+		if !slices.Contains([]string{"apiVersion", "kind", "resources", "configMapGenerator", "generatorOptions", "images"}, field) {
+			return nil, fmt.Errorf("%s/kustomization.yaml uses %q, which deploy.Read does not implement", dir, field)
+		}
+	}
+	var k kustomization
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return nil, fmt.Errorf("%s/kustomization.yaml: %w", dir, err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, r := range k.Resources {
+		path := filepath.Join(dir, r)
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			sub, err := Read(path)
+			if err != nil {
+				return nil, err
+			}
+			objs = append(objs, sub...)
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		docs, err := Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		objs = append(objs, docs...)
+	}
+	for _, g := range k.ConfigMapGenerator {
+		cm := map[string]any{}
+		for _, f := range g.Files {
+			data, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				return nil, err
+			}
+			cm[filepath.Base(f)] = string(data)
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": cm}}
+		u.SetName(g.Name)
+		u.SetNamespace(g.Namespace)
+		if g.Behavior == "replace" {
+			objs = slices.DeleteFunc(objs, func(o *unstructured.Unstructured) bool {
+				return o.GetKind() == "ConfigMap" && o.GetName() == g.Name && o.GetNamespace() == g.Namespace
+			})
+		}
+		objs = append(objs, u)
+	}
+	for _, img := range k.Images {
+		for _, o := range objs {
+			containers, found, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			if !found {
+				continue
+			}
+			for _, c := range containers {
+				c := c.(map[string]any)
+				if name, _, _ := strings.Cut(c["image"].(string), ":"); name == img.Name && img.NewTag != "" {
+					c["image"] = name + ":" + img.NewTag
+				}
+			}
+			if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return objs, nil
 }

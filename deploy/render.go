@@ -148,8 +148,9 @@ func Read(dir string) ([]*unstructured.Unstructured, error) {
 				continue
 			}
 			for _, c := range containers {
-				c := c.(map[string]any)
-				if name, _, _ := strings.Cut(c["image"].(string), ":"); name == img.Name && img.NewTag != "" {
+				c, _ := c.(map[string]any)
+				image, _ := c["image"].(string)
+				if name, _, _ := strings.Cut(image, ":"); name == img.Name && img.NewTag != "" {
 					c["image"] = name + ":" + img.NewTag
 				}
 			}

@@ -43,11 +43,23 @@ type addrUse struct {
 	holders []*holding
 }
 
-// holding is what one key holds and the request it last made.
+// holding is what one key holds and what of its last request still matters.
 type holding struct {
-	key string
-	req Request // Admits dropped, slices copied
-	ips []netip.Addr
+	key   string
+	pool  string // the pool the request named, if any
+	share sharing
+	ips   []netip.Addr
+}
+
+// sharing is what decides whether Services may share an address.
+type sharing struct {
+	key     string // allow-shared-ip
+	backend string
+	ports   []Port
+}
+
+func sharingOf(req *Request) sharing {
+	return sharing{key: req.SharingKey, backend: req.Backend, ports: req.Ports}
 }
 
 // New returns an allocator over pools (in order of preference).
@@ -134,6 +146,12 @@ func (a *Allocator) Allocate(req Request) (Allocation, error) {
 	old := a.keys[req.Key]
 	if old != nil {
 		if ips, ok := a.keep(old, &req, w); ok {
+			if slices.Equal(ips, old.ips) && req.SharingKey == old.share.key {
+				// Nothing moves (the common resync): update in place; the
+				// indexes depend only on addresses and sharing key.
+				*old = *newHolding(req, old.ips)
+				return a.allocationOf(old), nil
+			}
 			a.detach(old)
 			return a.attach(newHolding(req, ips)), nil
 		}
@@ -208,7 +226,7 @@ func (a *Allocator) Seed(req Request, ips []netip.Addr) error {
 	defer a.mu.Unlock()
 	for _, ip := range sorted {
 		if use := a.addrs[ip]; use != nil {
-			if err := checkShare(ip, use, &req); err != nil {
+			if err := checkShare(ip, use, req.Key, sharingOf(&req)); err != nil {
 				return err
 			}
 		}
@@ -255,11 +273,11 @@ func (a *Allocator) keep(old *holding, req *Request, w want) ([]netip.Addr, bool
 			inNamed := named != nil && named.contains(ip)
 			// An orphan stays with a Service whose pool went away, as long
 			// as the Service still asks for the pool it was given.
-			if !inNamed && !(use.pool == nil && old.req.Pool == req.Pool) {
+			if !inNamed && !(use.pool == nil && old.pool == req.Pool) {
 				return nil, false
 			}
 		}
-		if checkShare(ip, use, req) != nil {
+		if checkShare(ip, use, req.Key, sharingOf(req)) != nil {
 			return nil, false
 		}
 		kept[fi] = ip
@@ -439,7 +457,7 @@ func (a *Allocator) pick(p *poolState, req *Request, f Family, asked netip.Addr,
 			return netip.Addr{}, newError(ErrNotInPool, "%s ends in .0 or .255, which pool %q does not hand out (avoidBuggyIPs)", asked, p.Name)
 		}
 		if use := a.addrs[asked]; use != nil {
-			if err := checkShare(asked, use, req); err != nil {
+			if err := checkShare(asked, use, req.Key, sharingOf(req)); err != nil {
 				return netip.Addr{}, err
 			}
 		}
@@ -448,7 +466,7 @@ func (a *Allocator) pick(p *poolState, req *Request, f Family, asked netip.Addr,
 	if prev != nil {
 		for _, ip := range prev.ips {
 			if FamilyOf(ip) == f && p.contains(ip) && !(p.AvoidBuggyIPs && isBuggy(ip)) {
-				if use := a.addrs[ip]; use == nil || checkShare(ip, use, req) == nil {
+				if use := a.addrs[ip]; use == nil || checkShare(ip, use, req.Key, sharingOf(req)) == nil {
 					return ip, nil
 				}
 			}
@@ -479,29 +497,29 @@ func (a *Allocator) sharerIn(p *poolState, f Family, req *Request) (netip.Addr, 
 		if FamilyOf(ip) != f || !p.contains(ip) || (best.IsValid() && best.Less(ip)) {
 			continue
 		}
-		if checkShare(ip, a.addrs[ip], req) == nil {
+		if checkShare(ip, a.addrs[ip], req.Key, sharingOf(req)) == nil {
 			best = ip
 		}
 	}
 	return best, best.IsValid()
 }
 
-// checkShare says whether req may hold ip beside its current holders.
-func checkShare(ip netip.Addr, use *addrUse, req *Request) error {
+// checkShare says whether key, sharing s, may hold ip beside its current holders.
+func checkShare(ip netip.Addr, use *addrUse, key string, s sharing) error {
 	for _, h := range use.holders {
-		if h.key == req.Key {
+		if h.key == key {
 			continue
 		}
 		e := &AddressInUseError{IP: ip, Holder: h.key}
 		switch {
-		case req.SharingKey == "" || h.req.SharingKey == "":
+		case s.key == "" || h.share.key == "":
 			e.reason = reasonNoSharingKey
-		case req.SharingKey != h.req.SharingKey:
-			e.reason, e.key = reasonSharingKeyDiffers, h.req.SharingKey
-		case req.Backend != h.req.Backend:
+		case s.key != h.share.key:
+			e.reason, e.key = reasonSharingKeyDiffers, h.share.key
+		case s.backend != h.share.backend:
 			e.reason = reasonBackendDiffers
 		default:
-			port, collides := portCollision(h.req.Ports, req.Ports)
+			port, collides := portCollision(h.share.ports, s.ports)
 			if !collides {
 				continue
 			}
@@ -547,7 +565,7 @@ func (a *Allocator) attach(h *holding) Allocation {
 			a.markUsed(ip, use)
 		}
 		use.holders = append(use.holders, h)
-		if k := h.req.SharingKey; k != "" {
+		if k := h.share.key; k != "" {
 			set := a.shared[k]
 			if set == nil {
 				set = map[netip.Addr]struct{}{}
@@ -569,7 +587,7 @@ func (a *Allocator) detach(h *holding) {
 			continue
 		}
 		use.holders = slices.DeleteFunc(use.holders, func(x *holding) bool { return x == h })
-		if k := h.req.SharingKey; k != "" && !slices.ContainsFunc(use.holders, func(x *holding) bool { return x.req.SharingKey == k }) {
+		if k := h.share.key; k != "" && !slices.ContainsFunc(use.holders, func(x *holding) bool { return x.share.key == k }) {
 			delete(a.shared[k], ip)
 			if len(a.shared[k]) == 0 {
 				delete(a.shared, k)
@@ -651,11 +669,9 @@ func (p *poolState) hasAll(fams []Family) bool {
 }
 
 func newHolding(req Request, ips []netip.Addr) *holding {
-	req.Admits = nil
-	req.IPs = slices.Clone(req.IPs)
-	req.Ports = slices.Clone(req.Ports)
-	req.Families = slices.Clone(req.Families)
-	return &holding{key: req.Key, req: req, ips: ips}
+	s := sharingOf(&req)
+	s.ports = slices.Clone(s.ports) // the caller's slice may change
+	return &holding{key: req.Key, pool: req.Pool, share: s, ips: ips}
 }
 
 func admits(req *Request, pool string) bool { return req.Admits == nil || req.Admits(pool) }

@@ -212,6 +212,16 @@ func TestAllocator(t *testing.T) {
 			},
 		},
 		{
+			name:  "later sharing checks see a Service's current ports",
+			pools: []Pool{lan},
+			steps: []step{
+				{req: Request{Key: "default/a", SharingKey: "k", Ports: http}, want: []string{"192.0.2.240"}},
+				{req: Request{Key: "default/a", SharingKey: "k", Ports: https}, want: []string{"192.0.2.240"}},
+				{req: Request{Key: "default/b", IPs: ips("192.0.2.240"), SharingKey: "k", Ports: http}, want: []string{"192.0.2.240"}},
+				{req: Request{Key: "default/c", IPs: ips("192.0.2.240"), SharingKey: "k", Ports: https}, err: ErrAddressInUse, msg: "default/a, which already uses TCP/443"},
+			},
+		},
+		{
 			name:  "a changed sharing key moves a Service off a shared address",
 			pools: []Pool{lan},
 			steps: []step{
@@ -630,10 +640,10 @@ func (a *Allocator) checkInvariants() error {
 			if a.keys[h.key] != h {
 				return fmt.Errorf("%s lists %s, which no longer holds it", ip, h.key)
 			}
-			if err := checkShare(ip, use, &h.req); err != nil {
+			if err := checkShare(ip, use, h.key, h.share); err != nil {
 				return fmt.Errorf("holders of %s may not share it: %v", ip, err)
 			}
-			if k := h.req.SharingKey; k != "" {
+			if k := h.share.key; k != "" {
 				if _, ok := a.shared[k][ip]; !ok {
 					return fmt.Errorf("%s held under sharing key %q is missing from the sharing index", ip, k)
 				}
@@ -654,7 +664,7 @@ func (a *Allocator) checkInvariants() error {
 	for k, set := range a.shared {
 		for ip := range set {
 			use := a.addrs[ip]
-			if use == nil || !slices.ContainsFunc(use.holders, func(h *holding) bool { return h.req.SharingKey == k }) {
+			if use == nil || !slices.ContainsFunc(use.holders, func(h *holding) bool { return h.share.key == k }) {
 				return fmt.Errorf("sharing index lists %s under %q, but no holder has that key", ip, k)
 			}
 		}

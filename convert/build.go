@@ -130,8 +130,14 @@ func (c *converter) buildPool(p pool, peerNames map[string]string) outPool {
 	}
 	if sa := p.spec.ServiceAllocation; sa != nil {
 		op.Namespaces = sa.Namespaces
-		if len(sa.NamespaceSelectors) > 0 {
-			c.note(p.src, "serviceAllocation.namespaceSelectors not carried over: list the namespaces in `namespaces` instead")
+		switch {
+		case len(sa.NamespaceSelectors) > 0 && len(sa.Namespaces) > 0:
+			c.note(p.src, "serviceAllocation.namespaceSelectors not carried over: only the listed namespaces may use the pool; add the namespaces the selectors matched")
+		case len(sa.NamespaceSelectors) > 0:
+			// Leaving namespaces empty would open the pool to every
+			// namespace; fail closed instead.
+			op.Namespaces = []string{NamespacePlaceholder}
+			c.note(p.src, "serviceAllocation.namespaceSelectors cannot be expressed: the pool is limited to the namespace %q, so no Service can use it until you replace that with the namespaces the selectors matched", NamespacePlaceholder)
 		}
 		op.ServiceSelector = c.firstSelector(p.src, "serviceAllocation.serviceSelectors", sa.ServiceSelectors)
 	}

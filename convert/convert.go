@@ -46,6 +46,11 @@ type Result struct {
 // ErrNothingToConvert is returned when no input holds MetalLB configuration.
 var ErrNothingToConvert = errors.New("no MetalLB configuration found (expected IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer or Community objects, or MetalLB's ConfigMap with a `config` key)")
 
+// NamespacePlaceholder stands in for namespaces MetalLB chose by label
+// selector, which the cloud-config cannot express; it keeps such a pool
+// closed until a person lists the namespaces.
+const NamespacePlaceholder = "replace-with-namespaces"
+
 // PasswordDir is where converted peers expect their TCP MD5 password files:
 // the directory the deploy/ manifests mount the password Secret into.
 const PasswordDir = "/etc/baremetal"

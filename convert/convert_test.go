@@ -84,7 +84,7 @@ func TestGolden(t *testing.T) {
 				`in Secret "tor-a-password"`,
 				`BGPPeer "tor.b": renamed to "tor-b"`,
 				`BGPPeer "spine-vrf": skipped: sessions in VRF "red"`,
-				`serviceAllocation.namespaceSelectors not carried over`,
+				`IPAddressPool "team-b": serviceAllocation.namespaceSelectors cannot be expressed`,
 				`BGPAdvertisement "aggregated": not carried over for pool "default"`,
 				`peers use different router IDs`,
 				`BFDProfile "fast": not carried over`,
@@ -112,6 +112,9 @@ func TestGolden(t *testing.T) {
 				}
 				if _, ok := c.Peer("spine-vrf"); ok {
 					t.Error("a VRF peer must be skipped, not peered from the default VRF")
+				}
+				if b, _ := c.Pool("team-b"); b.AdmitsService("default", nil) || !b.AdmitsService(NamespacePlaceholder, nil) {
+					t.Error("team-b (namespaceSelectors only) must be closed to real namespaces, not open to all")
 				}
 				if c.BGP.RouterID != "" {
 					t.Errorf("routerID = %q, want the per-node default", c.BGP.RouterID)

@@ -267,7 +267,7 @@ func TestSpeakerTargetsPathsPerPeerAsADiff(t *testing.T) {
 		if err := s.SetAdvertisements(ctx, ads); err != nil {
 			t.Fatal(err)
 		}
-		a.waitRoutes(t, map[string]string{"192.0.2.2/32": "c=65000:7 "+plain4})
+		a.waitRoutes(t, map[string]string{"192.0.2.2/32": "c=65000:7 " + plain4})
 		if got := a.updates(t) - ua; got != 1 {
 			t.Errorf("tor-a received %d UPDATEs, want 1", got)
 		}
@@ -277,7 +277,7 @@ func TestSpeakerTargetsPathsPerPeerAsADiff(t *testing.T) {
 		if err := s.SetAdvertisements(ctx, ads[1:2]); err != nil {
 			t.Fatal(err)
 		}
-		a.waitRoutes(t, map[string]string{"192.0.2.2/32": "c=65000:7 "+plain4})
+		a.waitRoutes(t, map[string]string{"192.0.2.2/32": "c=65000:7 " + plain4})
 		b.waitRoutes(t, map[string]string{})
 	})
 

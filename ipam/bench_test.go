@@ -10,7 +10,7 @@ import (
 // Service while n addresses are already allocated. "contiguous" allocates
 // the first n addresses (one interval); "fragmented" allocates 2n and frees
 // every other one, the worst case for the interval index (n intervals).
-// live-B/held is the heap the allocator keeps per allocation made in the setup.
+// live-B/held is the heap the allocator keeps per address held.
 //
 //	go test -run x -bench . -benchmem ./ipam
 func BenchmarkAllocateRelease(b *testing.B) {
@@ -55,7 +55,7 @@ func BenchmarkAllocateRelease(b *testing.B) {
 			}
 			// Collect the setup's garbage now, so that the loop measures the
 			// steady state rather than one collection of a large heap.
-			held := float64(liveHeap()-before) / float64(total)
+			held := float64(int64(liveHeap())-int64(before)) / float64(c.n)
 			req.Key = "ns/bench"
 			b.ReportAllocs()
 			for b.Loop() {

@@ -267,6 +267,17 @@ func TestAllocator(t *testing.T) {
 			},
 		},
 		{
+			name:  "PreferDualStack gains its second family once its pool has room",
+			pools: []Pool{{Name: "small", AutoAssign: true, Ranges: ranges(t, "192.0.2.1-192.0.2.2", "2001:db8::1")}},
+			steps: []step{
+				{req: Request{Key: "default/v6", Families: []Family{IPv6}}, want: []string{"2001:db8::1"}},
+				{req: Request{Key: "default/a", Families: dualFams, Policy: PreferDualStack}, want: []string{"192.0.2.1"}},
+				{req: Request{Key: "default/b", Families: dualFams, Policy: RequireDualStack}, err: ErrPoolExhausted, msg: `pool "small" has no free IPv6 address (1 of 1 in use)`},
+				{release: "default/v6"},
+				{req: Request{Key: "default/a", Families: dualFams, Policy: PreferDualStack}, want: []string{"192.0.2.1", "2001:db8::1"}},
+			},
+		},
+		{
 			name:  "SingleStack takes the first family only",
 			pools: []Pool{dual},
 			steps: []step{
@@ -425,6 +436,26 @@ func TestErrorTypes(t *testing.T) {
 	}
 	if want := "192.0.2.5 is already used by default/web; to share it, give both Services the same allow-shared-ip key"; (&AddressInUseError{IP: netip.MustParseAddr("192.0.2.5"), Holder: "default/web"}).Error() != want {
 		t.Errorf("message = %q, want %q", inUse.Error(), want)
+	}
+}
+
+// TestCallerCannotChangeState checks that what goes in and comes out is
+// copied: the provider may reuse its slices.
+func TestCallerCannotChangeState(t *testing.T) {
+	a := New([]Pool{{Name: "lan", AutoAssign: true, Ranges: ranges(t, "192.0.2.1-192.0.2.9")}})
+	ports := []Port{{Protocol: "TCP", Port: 80}}
+	got, err := a.Allocate(Request{Key: "default/a", SharingKey: "k", Ports: ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.IPs[0] = netip.MustParseAddr("192.0.2.9")
+	ports[0].Port = 443
+	if held, _ := a.Get("default/a"); held.IPs[0] != netip.MustParseAddr("192.0.2.1") {
+		t.Errorf("changing the returned slice changed the allocation to %v", held.IPs)
+	}
+	// default/a still exposes port 80, so a sharer on 80 collides.
+	if _, err := a.Allocate(Request{Key: "default/b", IPs: ips("192.0.2.1"), SharingKey: "k", Ports: []Port{{Protocol: "TCP", Port: 80}}}); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("sharing port 80 after the caller changed its slice: %v, want ErrAddressInUse", err)
 	}
 }
 

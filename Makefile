@@ -1,0 +1,53 @@
+# cloud-provider-baremetal — the two commands a new user runs are `make demo`
+# and `make test`. Both install what they need and can be run again.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+FUZZTIME  ?= 10s
+E2E_FLAGS ?=
+
+.PHONY: all build deps test test-unit test-fuzz test-e2e vet bench demo demo-down clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Debian packages for the lab, Go modules, and the cached kube-apiserver build
+# ($$HOME/.cache/baremetal-lab, outside the clone).
+deps:
+	./hack/install-deps.sh
+	$(GO) mod download
+	./hack/build-kube-apiserver.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+test-unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME) ./ipam
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+
+# End-to-end: real etcd, kube-apiserver, CCM, agents and FRR in network
+# namespaces. Needs root.
+test-e2e: deps
+	$(GO) test -count=1 -p 1 -timeout 45m $(E2E_FLAGS) ./test/e2e/
+
+test: deps vet test-unit test-fuzz test-e2e
+
+# Benchmarks; figures go to docs/benchmarks.md.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./ipam
+	BAREMETAL_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Bench' -v ./test/e2e/
+
+demo: deps build
+	$(GO) run ./hack/demo
+
+demo-down:
+	$(GO) run ./hack/demo --down
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,74 @@
+// Command baremetal-cloud-controller-manager is the Kubernetes cloud
+// controller manager for bare metal: the standard k8s.io/cloud-provider
+// command with the `baremetal` provider linked in.
+package main
+
+import (
+	"fmt"
+	"maps"
+	"os"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/cloud-provider/app"
+	cloudcontrollerconfig "k8s.io/cloud-provider/app/config"
+	"k8s.io/cloud-provider/names"
+	"k8s.io/cloud-provider/options"
+	"k8s.io/component-base/cli"
+	cliflag "k8s.io/component-base/cli/flag"
+	_ "k8s.io/component-base/logs/json/register"          // --logging-format=json
+	_ "k8s.io/component-base/metrics/prometheus/clientgo" // client-go metrics
+	_ "k8s.io/component-base/metrics/prometheus/version"  // build info metric
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/provider"
+)
+
+// Defaults that differ from the framework's. The framework's single service
+// worker and 20 QPS take minutes to address a thousand Services; these are
+// justified by the end-to-end benchmark in docs/benchmarks.md.
+const (
+	defaultConcurrentServiceSyncs = 10
+	defaultKubeAPIQPS             = 200
+	defaultKubeAPIBurst           = 400
+)
+
+func main() {
+	opts, err := options.NewCloudControllerManagerOptions()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot initialise options: %v\n", err)
+		os.Exit(1)
+	}
+	opts.KubeCloudShared.CloudProvider.Name = provider.ProviderName
+	opts.ServiceController.ConcurrentServiceSyncs = defaultConcurrentServiceSyncs
+	opts.Generic.ClientConnection.QPS = defaultKubeAPIQPS
+	opts.Generic.ClientConnection.Burst = defaultKubeAPIBurst
+	// Pod routes are the CNI's business on bare metal.
+	opts.KubeCloudShared.ConfigureCloudRoutes = false
+
+	command := app.NewCloudControllerManagerCommand(opts, initCloud, controllerInitializers(),
+		names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
+	os.Exit(cli.Run(command))
+}
+
+// controllerInitializers copies the framework's map before anyone edits it.
+func controllerInitializers() map[string]app.ControllerInitFuncConstructor {
+	return maps.Clone(app.DefaultInitFuncConstructors)
+}
+
+// initCloud builds the provider. A bad cloud-config ends the process at once,
+// naming every problem, before leader election or any controller starts.
+func initCloud(c *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface {
+	shared := c.ComponentConfig.KubeCloudShared.CloudProvider
+	if shared.Name != provider.ProviderName {
+		klog.Fatalf("--cloud-provider=%q: this binary only provides %q", shared.Name, provider.ProviderName)
+	}
+	cloud, err := cloudprovider.InitCloudProvider(shared.Name, shared.CloudConfigFile)
+	if err != nil {
+		klog.Fatalf("Invalid cloud-config: %v", err)
+	}
+	if cloud == nil {
+		klog.Fatalf("Cloud provider %q is not registered", shared.Name)
+	}
+	return cloud
+}

@@ -54,9 +54,12 @@ type Cloud struct {
 	seeded   chan struct{}
 	seedOnce sync.Once
 
-	services corelisters.ServiceLister
-	synced   cache.InformerSynced
-	recorder record.EventRecorder
+	// informersSet is closed by SetInformers, which the framework calls
+	// after Initialize.
+	informersSet chan struct{}
+	services     corelisters.ServiceLister
+	synced       cache.InformerSynced
+	recorder     record.EventRecorder
 }
 
 var (
@@ -68,9 +71,10 @@ var (
 // SetInformers (or Seed in tests).
 func New(cfg *config.Config) *Cloud {
 	c := &Cloud{
-		alloc:    ipam.New(cfg.IPAMPools()),
-		seeded:   make(chan struct{}),
-		recorder: &record.FakeRecorder{},
+		alloc:        ipam.New(cfg.IPAMPools()),
+		seeded:       make(chan struct{}),
+		informersSet: make(chan struct{}),
+		recorder:     &record.FakeRecorder{},
 	}
 	c.cfg.Store(cfg)
 	registerMetrics(c)
@@ -100,12 +104,13 @@ func (c *Cloud) SetInformers(f informers.SharedInformerFactory) {
 	inf := f.Core().V1().Services()
 	c.services = inf.Lister()
 	c.synced = inf.Informer().HasSynced
+	close(c.informersSet)
 }
 
 func (c *Cloud) seedWhenSynced(stop <-chan struct{}) {
-	if c.services == nil {
-		klog.Warning("No Service informer was handed to the provider; seeding from an empty ledger")
-		c.Seed(nil)
+	select {
+	case <-c.informersSet:
+	case <-stop:
 		return
 	}
 	if !cache.WaitForCacheSync(stop, c.synced) {

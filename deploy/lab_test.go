@@ -14,16 +14,19 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"sigs.k8s.io/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
@@ -42,8 +45,8 @@ func TestManifestsInLab(t *testing.T) {
 
 	// The base for real (it creates the agents' namespace), the overlay as a
 	// server-side dry run on top.
-	apply(t, c, "base")
-	apply(t, c, "overlays/example", "--dry-run=server")
+	apply(t, c, "base", false)
+	apply(t, c, "overlays/example", true)
 
 	ccmConfig, err := c.ServiceAccountKubeconfig(ctx, "kube-system", ccmName)
 	if err != nil {
@@ -149,25 +152,48 @@ func TestManifestsInLab(t *testing.T) {
 	}
 }
 
-func apply(t *testing.T, c *lab.Cluster, dir string, extra ...string) {
+// apply server-side applies dir's objects as the admin, in file order (the
+// Namespace comes first), optionally as a dry run.
+func apply(t *testing.T, c *lab.Cluster, dir string, dryRun bool) {
 	t.Helper()
+	ctx := context.Background()
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.AdminKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
 	objs, err := Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var docs []string
-	for _, o := range objs {
-		data, err := yaml.Marshal(o.Object)
-		if err != nil {
-			t.Fatal(err)
-		}
-		docs = append(docs, string(data))
+	opts := metav1.ApplyOptions{FieldManager: "deploy-test", Force: true}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	args := append([]string{"--kubeconfig", c.AdminKubeconfig, "apply", "--server-side", "-f", "-"}, extra...)
-	cmd := exec.Command("kubectl", args...)
-	cmd.Stdin = strings.NewReader(strings.Join(docs, "---\n"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("applying %s: %v\n%s", dir, err, out)
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s %s: %v", gvk.Kind, o.GetName(), err)
+		}
+		var r dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			r = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		if _, err := r.Apply(ctx, o.GetName(), o, opts); err != nil {
+			t.Errorf("applying %s %s/%s from %s: %v", gvk.Kind, o.GetNamespace(), o.GetName(), dir, err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 

@@ -109,6 +109,9 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 		for id := range routerIDs {
 			bgp.RouterID = id
 		}
+		if bgp.RouterID != "" {
+			c.note("BGPPeer routerID", "%s is carried over as bgp.routerID, which every node uses, as in MetalLB; remove it to let each node use its own IPv4 InternalIP", bgp.RouterID)
+		}
 	} else {
 		c.note("BGPPeer routerID", "peers use different router IDs; baremetal has one (bgp.routerID) and defaults it to each node's IPv4 InternalIP, which is used instead")
 	}

@@ -230,6 +230,16 @@ func TestFromMetalLB(t *testing.T) {
 			},
 		},
 		{
+			name:      "a router ID shared by all peers is kept, with a note",
+			inputs:    []string{strings.Replace(peerDoc, "peerAddress: 198.51.100.1", "peerAddress: 198.51.100.1, routerID: 10.0.0.9", 1)},
+			wantNotes: []string{"10.0.0.9 is carried over as bgp.routerID"},
+			check: func(t *testing.T, c *config.Config) {
+				if c.BGP.RouterID != "10.0.0.9" {
+					t.Errorf("routerID %q", c.BGP.RouterID)
+				}
+			},
+		},
+		{
 			name: "dynamic ASN and unnumbered peers are skipped",
 			inputs: []string{
 				"apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: dyn}\nspec: {myASN: 64512, dynamicASN: external, peerAddress: 198.51.100.1}\n" +

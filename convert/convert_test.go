@@ -230,6 +230,34 @@ func TestFromMetalLB(t *testing.T) {
 			},
 		},
 		{
+			name:      "L2Advertisements for one pool: interfaces merged, node selectors ORed",
+			inputs:    []string{poolDoc("a", "192.0.2.0/28") + "---\n" + l2Adv("x", "[eth1]", "[{matchLabels: {rack: r1}}]") + "---\n" + l2Adv("y", "[eth2]", "[]")},
+			wantNotes: []string{"the interfaces of 2 L2Advertisements are merged"},
+			check: func(t *testing.T, c *config.Config) {
+				p := c.Pools[0]
+				if strings.Join(p.Interfaces, ",") != "eth1,eth2" {
+					t.Errorf("interfaces %v", p.Interfaces)
+				}
+				if !p.AdmitsNode(map[string]string{"rack": "r2"}) {
+					t.Error("advertisement y has no node selector, so every node may announce")
+				}
+			},
+		},
+		{
+			name:   "an L2Advertisement without interfaces lifts the restriction",
+			inputs: []string{poolDoc("a", "192.0.2.0/28") + "---\n" + l2Adv("x", "[eth1]", "[]") + "---\n" + l2Adv("y", "[]", "[]")},
+			check: func(t *testing.T, c *config.Config) {
+				if len(c.Pools[0].Interfaces) != 0 {
+					t.Errorf("interfaces %v, want none (any interface)", c.Pools[0].Interfaces)
+				}
+			},
+		},
+		{
+			name:      "legacy pool with an unknown protocol",
+			inputs:    []string{"address-pools:\n- name: odd\n  protocol: vrrp\n  addresses: [192.0.2.0/28]\n"},
+			wantNotes: []string{`protocol "vrrp" is neither layer2 nor bgp`, "allocated from it without announcing"},
+		},
+		{
 			name:      "a router ID shared by all peers is kept, with a note",
 			inputs:    []string{strings.Replace(peerDoc, "peerAddress: 198.51.100.1", "peerAddress: 198.51.100.1, routerID: 10.0.0.9", 1)},
 			wantNotes: []string{"10.0.0.9 is carried over as bgp.routerID"},
@@ -320,6 +348,10 @@ const peerDoc = "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name:
 
 func poolDoc(name, addr string) string {
 	return "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: " + name + "}\nspec: {addresses: [" + addr + "]}\n"
+}
+
+func l2Adv(name, interfaces, nodeSelectors string) string {
+	return "apiVersion: metallb.io/v1beta1\nkind: L2Advertisement\nmetadata: {name: " + name + "}\nspec: {interfaces: " + interfaces + ", nodeSelectors: " + nodeSelectors + "}\n"
 }
 
 func bgpAdv(pool string) string {

@@ -60,6 +60,8 @@ type Cloud struct {
 	services     corelisters.ServiceLister
 	synced       cache.InformerSynced
 	recorder     record.EventRecorder
+
+	configPath string // followed for live reload; see WatchConfigFile
 }
 
 var (
@@ -96,6 +98,7 @@ func (c *Cloud) Initialize(clientBuilder cloudprovider.ControllerClientBuilder, 
 		c.recorder = broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "baremetal-cloud-provider"})
 	}
 	go c.seedWhenSynced(stop)
+	go c.watchConfig(stop)
 }
 
 // SetInformers shares the controller manager's informers, so the provider

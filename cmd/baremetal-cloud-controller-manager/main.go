@@ -67,8 +67,12 @@ func initCloud(c *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface
 	if err != nil {
 		klog.Fatalf("Invalid cloud-config: %v", err)
 	}
-	if cloud == nil {
-		klog.Fatalf("Cloud provider %q is not registered", shared.Name)
+	bm, ok := cloud.(*provider.Cloud)
+	if !ok {
+		klog.Fatalf("Cloud provider %q is not the baremetal provider", shared.Name)
 	}
-	return cloud
+	if shared.CloudConfigFile != "" {
+		bm.WatchConfigFile(shared.CloudConfigFile)
+	}
+	return bm
 }

@@ -1,0 +1,120 @@
+package provider
+
+import (
+	"bytes"
+	"os"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/component-base/metrics"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
+)
+
+// ConfigPollInterval is how often the cloud-config file is checked. A
+// ConfigMap volume is updated by an atomic symlink swap, which a content
+// comparison catches however the file was replaced.
+const ConfigPollInterval = 2 * time.Second
+
+var (
+	reloadFailures = metrics.NewCounter(&metrics.CounterOpts{
+		Name:           "baremetal_config_reload_failures_total",
+		Help:           "Cloud-config reloads refused because the new file was invalid.",
+		StabilityLevel: metrics.ALPHA,
+	})
+	reloadSuccess = metrics.NewGauge(&metrics.GaugeOpts{
+		Name:           "baremetal_config_last_reload_success",
+		Help:           "1 if the cloud-config file on disk is the one in force, 0 if the last change was refused.",
+		StabilityLevel: metrics.ALPHA,
+	})
+)
+
+func init() {
+	legacyregistry.MustRegister(reloadFailures, reloadSuccess)
+	reloadSuccess.Set(1)
+}
+
+// WatchConfigFile makes the provider follow changes to the cloud-config file
+// at path once it leads. Call it before the controllers start.
+func (c *Cloud) WatchConfigFile(path string) { c.configPath = path }
+
+// watchConfig polls the file until stop. The first check runs at once, so
+// a replica that waited long as a standby leads with the current file.
+func (c *Cloud) watchConfig(stop <-chan struct{}) {
+	if c.configPath == "" {
+		return
+	}
+	var last []byte
+	t := time.NewTicker(ConfigPollInterval)
+	defer t.Stop()
+	for {
+		data, err := os.ReadFile(c.configPath)
+		switch {
+		case err != nil:
+			klog.ErrorS(err, "Cannot read the cloud-config; keeping the one in force", "path", c.configPath)
+		case !bytes.Equal(data, last):
+			last = data
+			c.applyConfig(data)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// applyConfig validates and installs a new file. An invalid file changes
+// nothing; a valid one never moves an address in use (decision 1).
+func (c *Cloud) applyConfig(data []byte) {
+	cfg, err := config.Parse(data)
+	if err != nil {
+		reloadFailures.Inc()
+		reloadSuccess.Set(0)
+		klog.ErrorS(err, "Refusing the changed cloud-config; the previous one stays in force", "path", c.configPath)
+		c.recorder.Eventf(c.eventTarget(), v1.EventTypeWarning, EventInvalidConfig,
+			"The changed cloud-config %s was refused and the previous one stays in force: %v", c.configPath, err)
+		return
+	}
+	reloadSuccess.Set(1)
+	orphans := c.alloc.SetPools(cfg.IPAMPools())
+	c.cfg.Store(cfg)
+	klog.InfoS("Applied the changed cloud-config", "path", c.configPath, "pools", len(cfg.Pools), "orphanedAddresses", len(orphans))
+	c.warnOrphans(orphans)
+}
+
+// warnOrphans tells the owners of addresses that left every pool that they
+// keep them, as a Warning event on each Service.
+func (c *Cloud) warnOrphans(orphans []ipam.Orphan) {
+	if len(orphans) == 0 || c.services == nil {
+		return
+	}
+	byKey := map[string][]string{}
+	for _, o := range orphans {
+		byKey[o.Key] = append(byKey[o.Key], o.IP.String())
+	}
+	svcs, err := c.services.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, svc := range svcs {
+		if ips, ok := byKey[serviceKey(svc)]; ok {
+			c.recorder.Eventf(svc, v1.EventTypeWarning, EventOrphanedAddress,
+				"Address %v is no longer in any configured pool; the Service keeps it until it is deleted or asks for another", ips)
+		}
+	}
+}
+
+// eventTarget is what config events are attached to: the controller
+// manager's leader-election Lease, where an operator looks for CCM trouble.
+func (c *Cloud) eventTarget() *v1.ObjectReference {
+	return &v1.ObjectReference{
+		Kind: "Lease", APIVersion: "coordination.k8s.io/v1",
+		Namespace: metav1.NamespaceSystem, Name: "cloud-controller-manager",
+	}
+}

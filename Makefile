@@ -33,8 +33,11 @@ test-fuzz:
 
 # End-to-end: real etcd, kube-apiserver, CCM, agents and FRR in network
 # namespaces. Needs root.
+# The deploy lab test applies the manifests and runs the binaries with their
+# ServiceAccounts, proving the RBAC is enough.
 test-e2e: deps
 	$(GO) test -count=1 -p 1 -timeout 45m $(E2E_FLAGS) ./test/e2e/
+	$(GO) test -count=1 -tags lab -timeout 10m ./deploy/
 
 test: deps vet test-unit test-fuzz test-e2e
 

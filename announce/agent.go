@@ -166,10 +166,15 @@ func (a *Agent) trigger() {
 func (a *Agent) Run(ctx context.Context) error {
 	a.log = klog.FromContext(ctx).WithValues("node", a.node)
 	if a.recorder == nil {
-		a.broadcast = record.NewBroadcaster(record.WithContext(ctx))
-		a.broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")})
-		a.recorder = a.broadcast.NewRecorder(scheme.Scheme, v1.EventSource{Component: Component, Host: a.node})
-		defer a.broadcast.Shutdown()
+		// Not ctx: the shutdown's events are recorded after ctx is done.
+		a.broadcast = record.NewBroadcaster(record.WithContext(context.Background()))
+		var pending atomic.Int64
+		a.broadcast.StartRecordingToSink(countingSink{&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")}, &pending})
+		a.recorder = countingRecorder{a.broadcast.NewRecorder(scheme.Scheme, v1.EventSource{Component: Component, Host: a.node}), &pending}
+		defer func() {
+			waitEvents(&pending, 2*time.Second)
+			a.broadcast.Shutdown()
+		}()
 	}
 	cfg := a.cfg.Load()
 	a.l2 = l2.New(l2.Options{
@@ -451,7 +456,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			}
 			wantL2 = append(wantL2, l2.Announcement{Addr: ip, Interface: link.Name})
 			if prev := a.lastOwner[ip]; prev != "" && prev != a.node {
-				if _, alive := live[prev]; !alive {
+				if _, alive := live[prev]; !alive && !a.live.Leaving(prev) {
 					a.metrics.Failovers.Inc()
 					log.V(2).Info("Taking over a VIP from a dead agent", "vip", ip, "from", prev)
 				}
@@ -608,7 +613,12 @@ func (a *Agent) shutdown(ctx context.Context) {
 		a.log.Error(err, "Marking the agent lease as leaving failed; peers take over when it expires")
 	}
 	cancel()
-	if err := a.l2.HandOver(ctx); err != nil {
+	if live, _ := a.live.Live(); len(live) == 0 {
+		// Nobody to hand over to: waiting would only delay the exit.
+		if err := a.l2.WithdrawAll(); err != nil {
+			a.log.Error(err, "Withdrawing layer-2 VIPs failed")
+		}
+	} else if err := a.l2.HandOver(ctx); err != nil {
 		a.log.Error(err, "Withdrawing layer-2 VIPs failed")
 	}
 	if a.bgp != nil {

@@ -126,6 +126,14 @@ func (l *Liveness) Live() (map[string]AgentInfo, time.Time) {
 	return live, next
 }
 
+// Leaving reports whether node's lease says it is shutting down.
+func (l *Liveness) Leaving(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o, ok := l.peers[node]
+	return ok && o.leaving
+}
+
 // Known returns every agent with a lease, dead or leaving ones included.
 func (l *Liveness) Known() map[string]AgentInfo {
 	l.mu.Lock()

@@ -123,6 +123,9 @@ type Announcer struct {
 
 	probeMu sync.Mutex
 	probes  map[netip.Addr]chan net.HardwareAddr
+
+	claims chan claimSeen
+	recent map[netip.Addr]claimSeen // peers' announcements seen lately
 }
 
 // New returns an Announcer that has bound nothing yet. Call Set (or
@@ -160,7 +163,10 @@ func New(opts Options) *Announcer {
 		sockets:   map[string]*sockets{},
 		stopTimer: make(chan struct{}),
 		probes:    map[netip.Addr]chan net.HardwareAddr{},
+		claims:    make(chan claimSeen, 1024),
+		recent:    map[netip.Addr]claimSeen{},
 	}
+	go a.handleClaims()
 	if opts.GARPInterval > 0 {
 		go a.refresh(opts.GARPInterval)
 	}
@@ -349,6 +355,11 @@ func (a *Announcer) handOverLocked(addr netip.Addr, v *vip) {
 	if v.stopBurst != nil {
 		v.stopBurst()
 	}
+	if c, ok := a.recent[addr]; ok && c.iface == v.iface && time.Since(c.at) < recentClaim {
+		a.log.V(2).Info("Another node already announced the address; withdrawing", "vip", addr, "mac", c.mac.String())
+		a.withdrawLocked(addr, c.mac)
+		return
+	}
 	v.phase = handingOver
 	v.deadline = time.AfterFunc(a.opts.HandoverTimeout, func() {
 		a.mu.Lock()
@@ -433,7 +444,7 @@ func (a *Announcer) socketsFor(name string) (*sockets, error) {
 	if s, ok := a.sockets[name]; ok {
 		return s, nil
 	}
-	s, err := openSockets(name, a.claim)
+	s, err := openSockets(name, a.claim, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -517,8 +528,8 @@ func (a *Announcer) probeAll(batch []Announcement) map[netip.Addr]net.HardwareAd
 	a.probeMu.Unlock()
 	defer func() {
 		a.probeMu.Lock()
-		for addr := range waiting {
-			delete(a.probes, addr)
+		for _, w := range batch {
+			delete(a.probes, w.Addr)
 		}
 		a.probeMu.Unlock()
 	}()
@@ -565,8 +576,10 @@ func (a *Announcer) probeAll(batch []Announcement) map[netip.Addr]net.HardwareAd
 	return conflicts
 }
 
-// claim handles "ip is at mac" seen on iface: it answers a probe, finishes
-// a handover, or (when yielding) gives an address up to a peer.
+// claim handles "ip is at mac" seen on iface. It runs on a socket's reader
+// goroutine, which must never wait for a.mu: Set holds a.mu while a probe
+// waits for that same reader. So it answers probes directly and queues the
+// rest for handleClaims.
 func (a *Announcer) claim(iface string, ip netip.Addr, mac net.HardwareAddr) {
 	a.probeMu.Lock()
 	ch, probing := a.probes[ip]
@@ -578,17 +591,52 @@ func (a *Announcer) claim(iface string, ip netip.Addr, mac net.HardwareAddr) {
 		}
 		return
 	}
-	if !a.opts.IsAgentMAC(mac) {
-		return
+	select {
+	case a.claims <- claimSeen{iface: iface, ip: ip, mac: mac, at: time.Now()}:
+	default:
+		// An ARP storm: dropping a claim only delays a handover to its
+		// timeout.
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v, ok := a.vips[ip]
-	if !ok || v.iface != iface {
-		return
-	}
-	if v.phase == handingOver || a.yield {
-		a.log.V(2).Info("Another node announced the address; withdrawing", "vip", ip, "mac", mac.String(), "handover", v.phase == handingOver)
-		a.withdrawLocked(ip, mac)
+}
+
+type claimSeen struct {
+	iface string
+	ip    netip.Addr
+	mac   net.HardwareAddr
+	at    time.Time
+}
+
+// recentClaim is how long a peer's announcement still counts for a
+// handover that starts after it was seen (the new owner may announce
+// before this agent learns that it lost the address).
+const recentClaim = time.Second
+
+// handleClaims finishes handovers (and, when yielding, gives addresses up)
+// when another agent announces an address this node holds.
+func (a *Announcer) handleClaims() {
+	for {
+		select {
+		case <-a.stopTimer:
+			return
+		case c := <-a.claims:
+			agent := a.opts.IsAgentMAC(c.mac)
+			a.log.V(4).Info("Address claim seen", "vip", c.ip, "mac", c.mac.String(), "interface", c.iface, "agent", agent)
+			if !agent {
+				continue
+			}
+			a.mu.Lock()
+			a.recent[c.ip] = c
+			v, ok := a.vips[c.ip]
+			if ok && v.iface == c.iface && (v.phase == handingOver || a.yield) {
+				a.log.V(2).Info("Another node announced the address; withdrawing", "vip", c.ip, "mac", c.mac.String(), "handover", v.phase == handingOver)
+				a.withdrawLocked(c.ip, c.mac)
+			}
+			for ip, old := range a.recent {
+				if time.Since(old.at) > recentClaim {
+					delete(a.recent, ip)
+				}
+			}
+			a.mu.Unlock()
+		}
 	}
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
@@ -15,7 +18,12 @@ import (
 	"golang.org/x/net/ipv6"
 )
 
-const etherTypeARP = 0x0806
+const (
+	etherTypeARP = 0x0806
+	// readRetry paces reads after an error, so a link that is down does
+	// not make a reader spin.
+	readRetry = 20 * time.Millisecond
+)
 
 // claimFunc receives every "ip is at mac" claim seen on an interface.
 type claimFunc func(link string, ip netip.Addr, mac net.HardwareAddr)
@@ -26,18 +34,19 @@ type claimFunc func(link string, ip netip.Addr, mac net.HardwareAddr)
 type sockets struct {
 	ifi   *net.Interface
 	claim claimFunc
+	log   logr.Logger
 
 	mu  sync.Mutex
 	arp *packet.Conn
 	ndp *ndp.Conn
 }
 
-func openSockets(name string, claim claimFunc) (*sockets, error) {
+func openSockets(name string, claim claimFunc, log logr.Logger) (*sockets, error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", name, err)
 	}
-	return &sockets{ifi: ifi, claim: claim}, nil
+	return &sockets{ifi: ifi, claim: claim, log: log}, nil
 }
 
 func (s *sockets) arpConn() (*packet.Conn, error) {
@@ -82,10 +91,18 @@ func (s *sockets) readARP(c *packet.Conn) {
 	for {
 		n, _, err := c.ReadFrom(buf)
 		if err != nil {
-			return // closed
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			// ENETDOWN while the link is down, and the like: the socket
+			// works again once the link is back.
+			s.log.V(4).Info("Reading ARP failed", "interface", s.ifi.Name, "err", err.Error())
+			time.Sleep(readRetry)
+			continue
 		}
 		var f ethernet.Frame
 		if err := f.UnmarshalBinary(buf[:n]); err != nil || f.EtherType != ethernet.EtherTypeARP {
+			s.log.V(5).Info("Not an ARP frame", "interface", s.ifi.Name, "len", n)
 			continue
 		}
 		var p arp.Packet
@@ -102,10 +119,11 @@ func (s *sockets) readNDP(c *ndp.Conn) {
 	for {
 		m, _, _, err := c.ReadFrom()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
-			continue // unparsable message
+			time.Sleep(readRetry) // link down, or an unparsable message
+			continue
 		}
 		na, ok := m.(*ndp.NeighborAdvertisement)
 		if !ok {

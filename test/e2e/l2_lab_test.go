@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -132,11 +131,19 @@ func (l *l2Lab) startAgent(nd *l2Node) {
 	nd.starts++
 	p, err := nd.host.Start(fmt.Sprintf("agent-%d", nd.starts), bins.Path("baremetal-node-agent"),
 		"--kubeconfig", nd.kubeconfig, "--node-name", nd.name, "--cloud-config", l.cfgPath,
-		"--namespace", "kube-system", "--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v=2")
+		"--namespace", "kube-system", "--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v="+agentVerbosity())
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	nd.agent = p
+}
+
+// agentVerbosity is the agents' -v: 2, or $BAREMETAL_E2E_AGENT_V.
+func agentVerbosity() string {
+	if v := os.Getenv("BAREMETAL_E2E_AGENT_V"); v != "" {
+		return v
+	}
+	return "2"
 }
 
 func (l *l2Lab) startCCM() {
@@ -547,4 +554,4 @@ func logLines(p *lab.Process, s string) []string {
 	return out
 }
 
-var errNoOwner = errors.New("no owner")
+

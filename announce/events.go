@@ -63,4 +63,3 @@ func waitEvents(pending *atomic.Int64, timeout time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-

@@ -553,5 +553,3 @@ func logLines(p *lab.Process, s string) []string {
 	}
 	return out
 }
-
-

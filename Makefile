@@ -30,6 +30,7 @@ test-unit:
 test-fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME) ./ipam
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzFromMetalLB$$' -fuzztime $(FUZZTIME) ./convert
 
 # End-to-end: real etcd, kube-apiserver, CCM, agents and FRR in network
 # namespaces. Needs root.

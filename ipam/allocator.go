@@ -513,17 +513,17 @@ func checkShare(ip netip.Addr, use *addrUse, key string, s sharing) error {
 		e := &AddressInUseError{IP: ip, Holder: h.key}
 		switch {
 		case s.key == "" || h.share.key == "":
-			e.reason = reasonNoSharingKey
+			e.Conflict = NotShareable
 		case s.key != h.share.key:
-			e.reason, e.key = reasonSharingKeyDiffers, h.share.key
+			e.Conflict, e.key = SharingKeyDiffers, h.share.key
 		case s.backend != h.share.backend:
-			e.reason = reasonBackendDiffers
+			e.Conflict = BackendDiffers
 		default:
 			port, collides := portCollision(h.share.ports, s.ports)
 			if !collides {
 				continue
 			}
-			e.reason, e.port = reasonPortCollides, port
+			e.Conflict, e.port = PortCollides, port
 		}
 		return e
 	}

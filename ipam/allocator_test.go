@@ -431,8 +431,29 @@ func TestErrorTypes(t *testing.T) {
 	}
 	_, err = a.Allocate(Request{Key: "default/api", IPs: ips("192.0.2.1"), SharingKey: "k"})
 	var inUse *AddressInUseError
-	if !errors.As(err, &inUse) || inUse.Holder != "default/web" || inUse.IP != netip.MustParseAddr("192.0.2.1") {
+	if !errors.As(err, &inUse) || inUse.Holder != "default/web" || inUse.IP != netip.MustParseAddr("192.0.2.1") || inUse.Conflict != NotShareable {
 		t.Errorf("Allocate error = %#v, want an *AddressInUseError naming default/web", err)
+	}
+	// Why sharing is refused, for callers that pick an event reason.
+	b := New([]Pool{{Name: "lan", AutoAssign: true, Ranges: ranges(t, "192.0.2.1")}})
+	web := Request{Key: "default/web", SharingKey: "k", Ports: []Port{{Protocol: "TCP", Port: 80}}}
+	if _, err := b.Allocate(web); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		req  Request
+		want ShareConflict
+	}{
+		{Request{Key: "default/a", SharingKey: "j"}, SharingKeyDiffers},
+		{Request{Key: "default/a", SharingKey: "k", Backend: "app=a"}, BackendDiffers},
+		{Request{Key: "default/a", SharingKey: "k", Ports: []Port{{Port: 80}}}, PortCollides},
+		{Request{Key: "default/a"}, NotShareable},
+	} {
+		tt.req.IPs = ips("192.0.2.1")
+		_, err := b.Allocate(tt.req)
+		if !errors.As(err, &inUse) || inUse.Conflict != tt.want {
+			t.Errorf("Allocate(%+v) = %v, want conflict %d", tt.req, err, tt.want)
+		}
 	}
 	if want := "192.0.2.5 is already used by default/web; to share it, give both Services the same allow-shared-ip key"; (&AddressInUseError{IP: netip.MustParseAddr("192.0.2.5"), Holder: "default/web"}).Error() != want {
 		t.Errorf("message = %q, want %q", inUse.Error(), want)

@@ -56,31 +56,37 @@ func (e *PoolExhaustedError) Error() string {
 
 func (e *PoolExhaustedError) Is(target error) bool { return target == ErrPoolExhausted }
 
-// Why an address cannot be shared.
+// ShareConflict says why an address cannot be shared.
+type ShareConflict int
+
 const (
-	reasonNoSharingKey = iota
-	reasonSharingKeyDiffers
-	reasonBackendDiffers
-	reasonPortCollides
+	// NotShareable: one of the two Services has no sharing key.
+	NotShareable ShareConflict = iota
+	// SharingKeyDiffers: the Services have different sharing keys.
+	SharingKeyDiffers
+	// BackendDiffers: the Services would send traffic to different endpoints.
+	BackendDiffers
+	// PortCollides: both Services expose the same protocol and port.
+	PortCollides
 )
 
 // AddressInUseError says that an address is held by another Service that
 // it cannot be shared with, and why.
 type AddressInUseError struct {
-	IP     netip.Addr
-	Holder string // "namespace/name" of a Service holding IP
-	reason int
-	key    string // the holder's sharing key
-	port   Port   // the colliding port
+	IP       netip.Addr
+	Holder   string // "namespace/name" of a Service holding IP
+	Conflict ShareConflict
+	key      string // the holder's sharing key
+	port     Port   // the colliding port
 }
 
 func (e *AddressInUseError) Error() string {
-	switch e.reason {
-	case reasonSharingKeyDiffers:
+	switch e.Conflict {
+	case SharingKeyDiffers:
 		return fmt.Sprintf("%s is already used by %s with allow-shared-ip key %q; to share it, give both Services the same key", e.IP, e.Holder, e.key)
-	case reasonBackendDiffers:
+	case BackendDiffers:
 		return fmt.Sprintf("%s is shared with %s, but the two Services cannot share it: both must have externalTrafficPolicy Cluster, or both Local with the same pod selector", e.IP, e.Holder)
-	case reasonPortCollides:
+	case PortCollides:
 		return fmt.Sprintf("%s is shared with %s, which already uses %s/%d; Services sharing an address need different ports", e.IP, e.Holder, e.port.Protocol, e.port.Port)
 	default:
 		return fmt.Sprintf("%s is already used by %s; to share it, give both Services the same allow-shared-ip key", e.IP, e.Holder)

@@ -1,10 +1,11 @@
 // Package ipam hands out load-balancer addresses from configured pools. It
 // knows nothing of Kubernetes: the provider turns a Service into a Request.
 //
-// Every operation costs O(log n) in the number of allocated addresses,
-// whatever the size of the pools (a 2001:db8::/64 pool is fine): used
+// Allocate, Release and Seed cost O(log n) in the number of allocated
+// addresses (plus, with a sharing key, the addresses held under that key),
+// whatever the size of the pools: a 2001:db8::/64 pool is fine. Used
 // addresses are indexed per range as merged intervals, never as a bitmap or
-// a list of free addresses.
+// a list of free addresses. SetPools re-indexes everything, O(n log n).
 package ipam
 
 import (

@@ -27,10 +27,13 @@ vet:
 test-unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
+# A short run of every fuzz target (each also runs from its seeds in test-unit).
+FUZZ = $(GO) test -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 test-fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRange$$' -fuzztime $(FUZZTIME) ./ipam
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
-	$(GO) test -run '^$$' -fuzz '^FuzzFromMetalLB$$' -fuzztime $(FUZZTIME) ./convert
+	$(FUZZ) -fuzz '^FuzzParseRange$$' ./ipam
+	$(FUZZ) -fuzz '^FuzzAllocator$$' ./ipam
+	$(FUZZ) -fuzz '^FuzzParse$$' ./config
+	$(FUZZ) -fuzz '^FuzzFromMetalLB$$' ./convert
 
 # End-to-end: real etcd, kube-apiserver, CCM, agents and FRR in network
 # namespaces. Needs root.

@@ -1,7 +1,7 @@
 package bgp
 
 import (
-	"k8s.io/component-base/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metric names; see DESIGN.md (prefix baremetal_).
@@ -11,43 +11,45 @@ const (
 )
 
 var (
-	sessionUpDesc = metrics.NewDesc(MetricSessionUp,
+	sessionUpDesc = prometheus.NewDesc(MetricSessionUp,
 		"1 when the BGP session with the peer is established, else 0.",
-		[]string{"peer"}, nil, metrics.ALPHA, "")
-	advertisedDesc = metrics.NewDesc(MetricAdvertisedPrefixes,
+		[]string{"peer"}, nil)
+	advertisedDesc = prometheus.NewDesc(MetricAdvertisedPrefixes,
 		"Prefixes this node advertises to the peer over an established session.",
-		[]string{"peer"}, nil, metrics.ALPHA, "")
+		[]string{"peer"}, nil)
 )
 
-// Collector exports the speaker's per-peer state. The agent registers it,
-// e.g. legacyregistry.CustomMustRegister(bgp.NewCollector(speaker.Peers)).
+// Collector exports the speaker's per-peer state at each scrape. The agent
+// registers one on its registry:
+//
+//	registry.MustRegister(bgp.NewCollector(func() []bgp.PeerStatus { ... s.Peers() ... }))
 type Collector struct {
-	metrics.BaseStableCollector
 	peers func() []PeerStatus
 }
 
-var _ metrics.StableCollector = (*Collector)(nil)
+var _ prometheus.Collector = (*Collector)(nil)
 
-// NewCollector reports what peers returns at each scrape; pass
-// (*Speaker).Peers, or a func that returns nil while no speaker runs.
+// NewCollector reports what peers returns at each scrape; pass the running
+// speaker's Peers, or a func that returns nil while no speaker runs. peers
+// is called from the scraping goroutine.
 func NewCollector(peers func() []PeerStatus) *Collector {
 	return &Collector{peers: peers}
 }
 
-// DescribeWithStability implements metrics.StableCollector.
-func (c *Collector) DescribeWithStability(ch chan<- *metrics.Desc) {
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sessionUpDesc
 	ch <- advertisedDesc
 }
 
-// CollectWithStability implements metrics.StableCollector.
-func (c *Collector) CollectWithStability(ch chan<- metrics.Metric) {
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.peers() {
 		up := 0.0
 		if p.Established() {
 			up = 1
 		}
-		ch <- metrics.NewLazyConstMetric(sessionUpDesc, metrics.GaugeValue, up, p.Name)
-		ch <- metrics.NewLazyConstMetric(advertisedDesc, metrics.GaugeValue, float64(p.Advertised), p.Name)
+		ch <- prometheus.MustNewConstMetric(sessionUpDesc, prometheus.GaugeValue, up, p.Name)
+		ch <- prometheus.MustNewConstMetric(advertisedDesc, prometheus.GaugeValue, float64(p.Advertised), p.Name)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -245,9 +246,14 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 			errs = append(errs, err)
 			continue
 		}
-		if _, dup := want[e.ad.Prefix]; dup {
-			errs = append(errs, fmt.Errorf("prefix %s is advertised twice; only the first is used", e.ad.Prefix))
-			continue
+		if first, dup := want[e.ad.Prefix]; dup {
+			// VIPs aggregated into one prefix: one path binding them all.
+			merged, err := s.mergeAddrs(first, e)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			e = merged
 		}
 		want[e.ad.Prefix] = e
 	}
@@ -281,6 +287,19 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// mergeAddrs joins two advertisements of one prefix that differ only in
+// the VIPs they bind.
+func (s *Speaker) mergeAddrs(a, b *pathEntry) (*pathEntry, error) {
+	probe := *b
+	probe.ad.Addrs = a.ad.Addrs
+	if !a.equal(&probe) {
+		return nil, fmt.Errorf("prefix %s is advertised twice with different peers or attributes (%s and %s); only the first is used", a.ad.Prefix, a.ad, b.ad)
+	}
+	ad := a.ad
+	ad.Addrs = append(slices.Clone(a.ad.Addrs), b.ad.Addrs...)
+	return s.desiredPath(ad)
 }
 
 // Peers reports every configured session's state, sorted by name.

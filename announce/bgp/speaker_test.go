@@ -387,3 +387,24 @@ func TestAdvertisementWithoutNextHopFamily(t *testing.T) {
 		t.Errorf("%d paths advertised, want the IPv4 one", len(s.paths))
 	}
 }
+
+func TestAggregatedVIPsShareOnePath(t *testing.T) {
+	s := newTestSpeaker(t)
+	agg := netip.MustParsePrefix("192.0.2.0/24")
+	vip := func(a string) Advertisement {
+		return Advertisement{Prefix: agg, Peers: []string{"tor-a"}, Addrs: []netip.Addr{netip.MustParseAddr(a)}}
+	}
+	if err := s.SetAdvertisements(context.Background(), []Advertisement{vip("192.0.2.2"), vip("192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	got := s.paths[agg]
+	if len(s.paths) != 1 || got == nil || !slices.Equal(got.ad.Addrs, []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}) {
+		t.Fatalf("paths = %v; want one path for %s binding both VIPs", s.paths, agg)
+	}
+	other := vip("192.0.2.3")
+	other.Peers = []string{"tor-b"}
+	err := s.SetAdvertisements(context.Background(), []Advertisement{vip("192.0.2.1"), other})
+	if err == nil || !strings.Contains(err.Error(), "advertised twice with different peers") {
+		t.Errorf("conflicting duplicates: error %v", err)
+	}
+}

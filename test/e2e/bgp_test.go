@@ -133,10 +133,10 @@ type node struct {
 	addr4   netip.Addr
 	addr6   netip.Addr
 	labels  string
-	config  string // cloud-config path
-	ads     string // advertisements path
-	status  string // peers' state path
-	speaker *lab.Process
+	config  string       // cloud-config path
+	ads     string       // advertisements path
+	status  string       // peers' state path
+	speaker *lab.Process // bgpspeaker, or baremetal-node-agent in the agent lab
 }
 
 func (l *bgpLab) addNode(t *testing.T, name string, host byte, labels string) *node {

@@ -54,7 +54,17 @@ type Options struct {
 	// Recorder records events on Services; default: to the API server.
 	Recorder record.EventRecorder
 	Metrics  *Metrics
+	// HeartbeatPort is the UDP port of the direct heartbeats between
+	// agents that detect a crashed owner before its lease expires; 0
+	// turns them off (failover then takes up to leaseDuration).
+	HeartbeatPort int
 }
+
+// Heartbeat timing: a peer is suspected after about five missed beats.
+const (
+	heartbeatInterval = 100 * time.Millisecond
+	suspectAfter      = 500 * time.Millisecond
+)
 
 // Agent is one node's agent.
 type Agent struct {
@@ -71,9 +81,11 @@ type Agent struct {
 	kick  chan struct{}
 	renew chan struct{}
 
-	live  *Liveness
-	lease *leaseKeeper
-	l2    *l2.Announcer
+	live   *Liveness
+	lease  *leaseKeeper
+	l2     *l2.Announcer
+	hb     *Heartbeats
+	hbPort int
 
 	services  cache.SharedIndexInformer
 	slices    cache.SharedIndexInformer
@@ -126,6 +138,7 @@ func New(opts Options) (*Agent, error) {
 		bgpAds:      map[netip.Addr][]string{},
 		noIfaceSeen: map[netip.Addr]bool{},
 		vipServices: map[netip.Addr][]*v1.Service{},
+		hbPort:      opts.HeartbeatPort,
 	}
 	a.cfg.Store(opts.Config)
 	na := opts.Config.NodeAgent
@@ -200,6 +213,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); a.renewLoop(runCtx) }()
 	go func() { defer wg.Done(); a.watchLinks(runCtx) }()
+	if a.hbPort > 0 {
+		hb, err := ListenHeartbeats(a.hbPort, heartbeatInterval, suspectAfter, a.trigger, a.log.WithName("heartbeat"))
+		if err != nil {
+			a.log.Error(err, "Heartbeats are off; a crashed owner is replaced when its lease expires")
+		} else {
+			a.hb = hb
+			wg.Add(1)
+			go func() { defer wg.Done(); hb.Run(runCtx) }()
+		}
+	}
 
 	a.refreshInfo()
 	a.requestRenew()
@@ -433,6 +456,11 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	var wantL2 []l2.Announcement
 	var wantBGP []*VIPView
 	owners := map[netip.Addr]string{}
+	suspected := map[string]bool{}
+	if a.hb != nil {
+		suspected = a.hb.Suspected()
+	}
+	watch := map[string]netip.Addr{}
 	for ip, v := range vips {
 		cands := Eligible(*v, nodes, live)
 		switch v.Pool.Mode {
@@ -441,10 +469,19 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 				wantBGP = append(wantBGP, v)
 			}
 		default:
-			owner, ok := Owner(ip, cands)
-			if !ok {
+			ranked := Rank(ip, cands)
+			if len(ranked) >= 2 && ranked[1].Node == a.node {
+				if addr, ok := heartbeatAddr(nodes[ranked[0].Node]); ok {
+					watch[ranked[0].Node] = addr
+				}
+			}
+			// The owner is the first candidate this agent does not
+			// suspect of being dead.
+			i := slices.IndexFunc(ranked, func(c Candidate) bool { return c.Node == a.node || !suspected[c.Node] })
+			if i < 0 {
 				continue
 			}
+			owner := ranked[i].Node
 			owners[ip] = owner
 			if owner != a.node {
 				continue
@@ -456,12 +493,15 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			}
 			wantL2 = append(wantL2, l2.Announcement{Addr: ip, Interface: link.Name})
 			if prev := a.lastOwner[ip]; prev != "" && prev != a.node {
-				if _, alive := live[prev]; !alive && !a.live.Leaving(prev) {
+				if _, alive := live[prev]; (!alive || suspected[prev]) && !a.live.Leaving(prev) {
 					a.metrics.Failovers.Inc()
-					log.V(2).Info("Taking over a VIP from a dead agent", "vip", ip, "from", prev)
+					log.V(2).Info("Taking over a VIP from a dead agent", "vip", ip, "from", prev, "suspected", suspected[prev])
 				}
 			}
 		}
+	}
+	if a.hb != nil {
+		a.hb.SetTargets(watch)
 	}
 	a.lastOwner = owners
 	sort.Slice(wantL2, func(i, j int) bool { return wantL2[i].Addr.Less(wantL2[j].Addr) })
@@ -471,6 +511,20 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	a.metrics.AnnouncedVIPs.WithLabelValues(string(config.ModeLayer2)).Set(float64(len(a.l2.Announced())))
 	a.reconcileBGP(ctx, cfg, self, wantBGP)
 	return next
+}
+
+// heartbeatAddr is where a node's agent answers heartbeats: its first
+// IPv4 InternalIP, else its first InternalIP.
+func heartbeatAddr(n NodeView) (netip.Addr, bool) {
+	for _, ip := range n.InternalIPs {
+		if ip.Is4() {
+			return ip, true
+		}
+	}
+	if len(n.InternalIPs) > 0 {
+		return n.InternalIPs[0], true
+	}
+	return netip.Addr{}, false
 }
 
 func (a *Agent) selfNode() (NodeView, bool) {

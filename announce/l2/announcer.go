@@ -106,7 +106,15 @@ type vip struct {
 	phase     phase
 	stopBurst context.CancelFunc
 	deadline  *time.Timer // handingOver only
+	reclaimed time.Time   // last reannouncement against another claim
 }
+
+// reclaimEvery limits reannouncements of an owned address that another
+// agent claims, so two agents that disagree do not flood the segment.
+const (
+	reclaimEvery = 5 * time.Second
+	reclaimDelay = time.Second
+)
 
 // Announcer keeps this node's announced VIPs equal to a desired set.
 type Announcer struct {
@@ -627,9 +635,33 @@ func (a *Announcer) handleClaims() {
 			a.mu.Lock()
 			a.recent[c.ip] = c
 			v, ok := a.vips[c.ip]
-			if ok && v.iface == c.iface && (v.phase == handingOver || a.yield) {
+			switch {
+			case !ok || v.iface != c.iface:
+			case v.phase == handingOver || a.yield:
 				a.log.V(2).Info("Another node announced the address; withdrawing", "vip", c.ip, "mac", c.mac.String(), "handover", v.phase == handingOver)
 				a.withdrawLocked(c.ip, c.mac)
+			case time.Since(v.reclaimed) > reclaimEvery:
+				// A peer took the address over early (it suspected this
+				// node dead) and will hand it back: win the clients back.
+				// Wait a little first: if this node is in fact losing the
+				// address, its own view catches up and it hands over.
+				v.reclaimed = time.Now()
+				ip, mac := c.ip, c.mac
+				time.AfterFunc(reclaimDelay, func() {
+					a.mu.Lock()
+					defer a.mu.Unlock()
+					if cur, ok := a.vips[ip]; !ok || cur != v || v.phase != owned || a.closed {
+						return
+					}
+					a.log.V(2).Info("Another node announced an address this node owns; announcing it again", "vip", ip, "mac", mac.String())
+					if v.stopBurst != nil {
+						v.stopBurst()
+					}
+					if err := a.announceOnce(ip, v.iface); err != nil {
+						a.log.Error(err, "Reannouncing failed", "vip", ip)
+					}
+					v.stopBurst = a.startBurst(ip, v.iface, a.opts.BurstCount-1)
+				})
 			}
 			for ip, old := range a.recent {
 				if time.Since(old.at) > recentClaim {

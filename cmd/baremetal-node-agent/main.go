@@ -34,6 +34,7 @@ type options struct {
 	metricsAddr    string
 	healthAddr     string
 	reloadInterval time.Duration
+	heartbeatPort  int
 }
 
 func main() {
@@ -45,6 +46,7 @@ func main() {
 	fs.StringVar(&o.namespace, "namespace", "kube-system", "Namespace of the agents' Leases.")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9101", "Address to serve /metrics on; 0 disables.")
 	fs.StringVar(&o.healthAddr, "health-bind-address", ":9102", "Address to serve /healthz and /readyz on; 0 disables.")
+	fs.IntVar(&o.heartbeatPort, "heartbeat-port", 7474, "UDP port for the direct heartbeats between agents that detect a crashed owner in under a second; 0 disables them.")
 	fs.DurationVar(&o.reloadInterval, "config-reload-interval", 10*time.Second, "How often to re-read the cloud-config file; 0 disables.")
 	klog.InitFlags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -89,6 +91,7 @@ func run(o options) error {
 	metrics := announce.NewMetrics()
 	agent, err := announce.New(announce.Options{
 		Client: client, NodeName: o.nodeName, Namespace: o.namespace, Config: cfg, Metrics: metrics,
+		HeartbeatPort: o.heartbeatPort,
 	})
 	if err != nil {
 		return err

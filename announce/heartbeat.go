@@ -28,6 +28,7 @@ import (
 type Heartbeats struct {
 	conn         *net.UDPConn
 	port         int
+	peerPort     int // every agent uses the same port; tests differ
 	interval     time.Duration
 	suspectAfter time.Duration
 	onChange     func()
@@ -57,8 +58,9 @@ func ListenHeartbeats(port int, interval, suspectAfter time.Duration, onChange f
 	if err != nil {
 		return nil, fmt.Errorf("listening for heartbeats on UDP port %d: %w", port, err)
 	}
+	port = conn.LocalAddr().(*net.UDPAddr).Port // port 0: the one picked
 	return &Heartbeats{
-		conn: conn, port: port, interval: interval, suspectAfter: suspectAfter,
+		conn: conn, port: port, peerPort: port, interval: interval, suspectAfter: suspectAfter,
 		onChange: onChange, log: log, targets: map[string]*hbTarget{},
 	}, nil
 }
@@ -160,7 +162,7 @@ func (h *Heartbeats) SetTargets(targets map[string]netip.Addr) {
 	}
 	for node, a := range targets {
 		if _, ok := h.targets[node]; !ok {
-			h.targets[node] = &hbTarget{addr: netip.AddrPortFrom(a, uint16(h.port)), heard: time.Now()}
+			h.targets[node] = &hbTarget{addr: netip.AddrPortFrom(a, uint16(h.peerPort)), heard: time.Now()}
 		}
 	}
 }

@@ -122,7 +122,7 @@ func run(ctx context.Context, o options) (err error) {
 	var buildTime time.Duration
 	defer func() {
 		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("interrupted: %w", err)
+			err = errors.New("interrupted")
 		}
 		d.cleanUp(err)
 		if err == nil {
@@ -380,7 +380,7 @@ func (d *demo) applyRBAC(ctx context.Context) (string, error) {
 	}
 	var parts []string
 	for _, k := range kinds {
-		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+		parts = append(parts, plural(counts[k], k))
 	}
 	return strings.Join(parts, ", "), nil
 }
@@ -401,7 +401,10 @@ func (d *demo) startCCM(ctx context.Context) error {
 		"--kubeconfig="+kubeconfig, "--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--leader-elect=true", "--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
 		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port), "-v=2")
-	return err
+	if err != nil {
+		return err
+	}
+	return recordProcesses(d.dir, d.env)
 }
 
 func (d *demo) startAgent(n *node) error {
@@ -413,7 +416,7 @@ func (d *demo) startAgent(n *node) error {
 		return err
 	}
 	n.agent = p
-	return nil
+	return recordProcesses(d.dir, d.env)
 }
 
 func (d *demo) waitNodesInitialised(ctx context.Context) error {
@@ -768,6 +771,14 @@ func (d *demo) cleanUp(runErr error) {
 	if err := removeState(d.dir); err != nil {
 		d.out.Say("%v", err)
 	}
+}
+
+// plural says "1 Role", "2 Roles".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // freePort asks the kernel for a free loopback TCP port.

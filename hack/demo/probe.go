@@ -86,7 +86,7 @@ func (d *demo) reach(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.out.Say("client$ arping %-15s -> %s, the MAC of %s's eth0", d.l2VIP, macs[0], d.nodeByMAC(macs[0]))
+	d.out.Say("client$ arping %s -> %s, the MAC of %s's eth0", d.l2VIP, macs[0], d.nodeByMAC(macs[0]))
 	if err := d.curlEventually(ctx, d.client, "client", d.l2VIP); err != nil {
 		return err
 	}
@@ -213,10 +213,10 @@ func (d *demo) failover(ctx context.Context) error {
 		return fmt.Errorf("no other node took over %s (agent logs in %s): %w", d.l2VIP, d.env.Dir, err)
 	}
 	d.out.Say("%s answered %s after the failure (%d requests unanswered in between).", got.node, seconds(got.at.Sub(failed)), unanswered)
-	d.out.Say("The bound is the agents' lease, %s: the survivors must first see %s's Lease expire.", d.cfg.NodeAgent.LeaseDuration, old.name)
+	d.out.Say("%s", d.takeoverReason(d.nodeNamed(got.node), old))
 
 	macs := arping(ctx, d.client, d.l2VIP)
-	d.out.Say("client$ arping %-15s -> %s (%s)", d.l2VIP, strings.Join(macs, ", "), d.macNames(macs))
+	d.out.Say("client$ arping %s -> %s (%s)", d.l2VIP, strings.Join(macs, ", "), d.macNames(macs))
 	name, err := curl(ctx, d.client, d.l2VIP, 2*time.Second)
 	if err != nil {
 		return fmt.Errorf("the client cannot reach %s after the failover: %w", d.l2VIP, err)
@@ -235,8 +235,28 @@ func (d *demo) failover(ctx context.Context) error {
 		d.out.Say("The router still routes %s via %s (it drops the path when the BGP hold time expires).", d.bgpVIP, old.name)
 		return nil
 	}
-	d.out.Say("BGP: the router dropped %s's path within %s; it routes %s via %s.", old.name, seconds(time.Since(failed)), d.bgpVIP, d.hopNames(hops))
+	d.out.Say("BGP: the router dropped %s's path %s after the failure; it routes %s via %s.", old.name, seconds(time.Since(failed)), d.bgpVIP, d.hopNames(hops))
 	return d.curlEventually(ctx, d.remote, "remote-client", d.bgpVIP)
+}
+
+// takeoverReason says why the new owner took over, from its agent's log
+// ("Taking over a VIP from a dead agent" ... suspected=true|false).
+func (d *demo) takeoverReason(newOwner, old *node) string {
+	lease := d.cfg.NodeAgent.LeaseDuration
+	if newOwner != nil && newOwner.agent != nil {
+		for _, line := range strings.Split(newOwner.agent.Logs(), "\n") {
+			if !strings.Contains(line, "Taking over a VIP from a dead agent") ||
+				!strings.Contains(line, fmt.Sprintf("vip=%q", d.l2VIP.String())) ||
+				!strings.Contains(line, fmt.Sprintf("from=%q", old.name)) {
+				continue
+			}
+			if strings.Contains(line, "suspected=true") {
+				return fmt.Sprintf("Why so fast: %s stopped answering %s's heartbeats; its Lease (%s) had not even expired yet.", old.name, newOwner.name, lease)
+			}
+			return fmt.Sprintf("Why: %s's Lease went %s without renewal, so the others counted it dead.", old.name, lease)
+		}
+	}
+	return fmt.Sprintf("Failover is bounded by the agents' Lease duration, %s.", lease)
 }
 
 func (d *demo) macNames(macs []string) string {

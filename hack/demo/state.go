@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -111,6 +112,7 @@ func removeState(dir string) error {
 // lab), then remove whatever a dead one left.
 func down(ctx context.Context, dir string) error {
 	out := newPrinter(os.Stdout)
+	out.Raw(fmt.Sprintf("Removing what the demo left in %s, if anything:\n", dir))
 	st, err := readState(dir)
 	if err != nil {
 		return err
@@ -167,6 +169,19 @@ func cleanLeftovers(ctx context.Context, dir string, st *state, out *printer) er
 	before := labNamespaces()
 	if err := lab.SweepStaleNamespaces(ctx); err != nil {
 		return fmt.Errorf("deleting leftover network namespaces: %w", err)
+	}
+	// The sweep spares namespaces of a pid that still exists, and a killed
+	// demo can linger as a zombie: delete the recorded demo's own by name.
+	if st.PID > 0 && !running(st.PID, st.Args) {
+		prefix := fmt.Sprintf("bm%dx", st.PID)
+		for _, ns := range labNamespaces() {
+			if !strings.HasPrefix(ns, prefix) {
+				continue
+			}
+			if out, err := exec.CommandContext(ctx, "ip", "netns", "delete", ns).CombinedOutput(); err != nil {
+				return fmt.Errorf("deleting leftover network namespace %s: %w: %s", ns, err, strings.TrimSpace(string(out)))
+			}
+		}
 	}
 	if n := len(before) - len(labNamespaces()); n > 0 {
 		out.Say("Deleted %d leftover lab network namespaces.", n)

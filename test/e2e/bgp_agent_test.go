@@ -135,8 +135,9 @@ func (l *bgpAgentLab) setEndpoints(t *testing.T, svc string, nodes ...*node) {
 }
 
 // TestBGPAgent runs the real CCM and agents: a Service's address from a
-// bgp pool reaches FRR from every node, ETP=Local follows the endpoints,
-// and deleting the Service withdraws it.
+// bgp pool reaches FRR from every node, an agent stopping withdraws its
+// path before closing its session, deleting the Service withdraws it, and
+// ETP=Local follows the endpoints.
 func TestBGPAgent(t *testing.T) {
 	l := newBGPAgentLab(t)
 	n1, n2, n3 := l.nodes[0], l.nodes[1], l.nodes[2]
@@ -162,6 +163,20 @@ func TestBGPAgent(t *testing.T) {
 			t.Errorf("curl %s from the client: %q, %v; want a node name", vip.Addr(), out, err)
 		}
 
+		// SIGTERM: the agent withdraws before its session closes.
+		if err := n1.speaker.Stop(10 * time.Second); err != nil {
+			t.Fatalf("stopping n1's agent: %v", err)
+		}
+		if err := l.waitNextHops(vip, 10*time.Second, n2.addr4, n3.addr4); err != nil {
+			t.Fatal(err)
+		}
+		logs := l.router.BGPd.Logs()
+		withdrawn := lastLineIndex(logs, n1.addr4.String(), vip.String(), "withdrawn")
+		notification := lastLineIndex(logs, n1.addr4.String(), "NOTIFICATION")
+		if withdrawn < 0 || notification < 0 || withdrawn > notification {
+			t.Errorf("bgpd log: withdrawal at %d, notification at %d; want the withdrawal first:\n%s", withdrawn, notification, tail(logs, 40))
+		}
+
 		if err := l.c.Client.CoreV1().Services("default").Delete(t.Context(), "web", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -169,6 +184,9 @@ func TestBGPAgent(t *testing.T) {
 			t.Errorf("after deleting the Service: %v", err)
 		}
 	})
+	if t.Failed() {
+		return
+	}
 
 	t.Run("ETP=Local: one next hop that follows the endpoint", func(t *testing.T) {
 		l.setEndpoints(t, "local", n2)

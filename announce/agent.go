@@ -296,8 +296,9 @@ func (a *Agent) observeLease(obj any) {
 		return
 	}
 	leaving, info := leaseInfo(l)
-	a.live.Observe(strings.TrimPrefix(l.Name, LeasePrefix), l.ResourceVersion, leaving, info)
-	a.trigger()
+	if a.live.Observe(strings.TrimPrefix(l.Name, LeasePrefix), l.ResourceVersion, leaving, info) {
+		a.trigger()
+	}
 }
 
 func (a *Agent) forgetLease(obj any) {

@@ -1,6 +1,7 @@
 package announce
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -59,15 +60,21 @@ func NewLiveness(c clock.PassiveClock, self string, leaseDuration, freshWindow t
 }
 
 // Observe records a version of node's lease. A version seen before (a
-// relist) is not a renewal.
-func (l *Liveness) Observe(node, version string, leaving bool, info AgentInfo) {
+// relist) is not a renewal. It reports whether the observation can change
+// an election: a new or returning agent, a change in what it publishes or
+// in whether it is leaving, or this agent's view turning fresh. Plain
+// renewals of live agents change nothing, so they need no reconcile.
+func (l *Liveness) Observe(node, version string, leaving bool, info AgentInfo) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock.Now()
 	o, ok := l.peers[node]
 	if ok && o.version == version {
-		return
+		return false
 	}
+	changed := !ok || o.leaving != leaving || !slices.Equal(o.info.MACs, info.MACs) ||
+		!slices.Equal(o.info.UnreadyPools, info.UnreadyPools) ||
+		!now.Before(o.seen.Add(l.leaseDuration)) // it was (or was about to be) dead
 	if node == l.self {
 		if !l.freshLocked(now) {
 			// Coming back from a stale view: what looked like missed
@@ -75,10 +82,12 @@ func (l *Liveness) Observe(node, version string, leaving bool, info AgentInfo) {
 			for _, p := range l.peers {
 				p.seen = now
 			}
+			changed = true
 		}
 		l.selfObserved = now
 	}
 	l.peers[node] = &observed{version: version, seen: now, leaving: leaving, info: info}
+	return changed
 }
 
 // Forget records that node's lease was deleted: it is gone at once.

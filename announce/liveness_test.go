@@ -167,3 +167,35 @@ func TestLivenessKnownIncludesDeadAndLeaving(t *testing.T) {
 		t.Fatalf("known %v", got)
 	}
 }
+
+func TestObserveReportsOnlyElectionChanges(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	l := NewLiveness(clk, "self", testLease, testFresh)
+	mac := AgentInfo{MACs: []string{"02:00:00:00:00:02"}}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		node    string
+		version string
+		leaving bool
+		info    AgentInfo
+		want    bool
+	}{
+		{"first sight of our own lease: the view turns fresh", 0, "self", "1", false, AgentInfo{}, true},
+		{"a new peer", 0, "b", "1", false, mac, true},
+		{"a plain renewal", time.Second, "b", "2", false, mac, false},
+		{"our own plain renewal", 0, "self", "2", false, AgentInfo{}, false},
+		{"a relist of the same version", 0, "b", "2", false, mac, false},
+		{"the peer publishes new state", 0, "b", "3", false, AgentInfo{MACs: mac.MACs, UnreadyPools: []string{"lan"}}, true},
+		{"the peer is leaving", 0, "b", "4", true, mac, true},
+		{"the peer is back", 0, "b", "5", false, mac, true},
+		{"our renewal keeps the view fresh", 1500 * time.Millisecond, "self", "3", false, AgentInfo{}, false},
+		{"a renewal after the peer expired brings it back", 2 * time.Second, "b", "6", false, mac, true},
+	}
+	for _, s := range steps {
+		clk.SetTime(clk.Now().Add(s.advance))
+		if got := l.Observe(s.node, s.version, s.leaving, s.info); got != s.want {
+			t.Errorf("%s: Observe = %v, want %v", s.name, got, s.want)
+		}
+	}
+}

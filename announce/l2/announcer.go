@@ -107,6 +107,7 @@ type vip struct {
 	stopBurst context.CancelFunc
 	deadline  *time.Timer // handingOver only
 	reclaimed time.Time   // last reannouncement against another claim
+	taken     bool        // handingOver: the new owner announced it
 }
 
 // reclaimEvery limits reannouncements of an owned address that another
@@ -363,18 +364,36 @@ func (a *Announcer) handOverLocked(addr netip.Addr, v *vip) {
 	if v.stopBurst != nil {
 		v.stopBurst()
 	}
+	v.phase = handingOver
+	v.taken = false
 	if c, ok := a.recent[addr]; ok && c.iface == v.iface && time.Since(c.at) < recentClaim {
+		v.taken = true
 		a.log.V(2).Info("Another node already announced the address; withdrawing", "vip", addr, "mac", c.mac.String())
-		a.withdrawLocked(addr, c.mac)
+		a.withdrawAfterLocked(addr, v, handoverGrace, c.mac)
 		return
 	}
-	v.phase = handingOver
-	v.deadline = time.AfterFunc(a.opts.HandoverTimeout, func() {
+	a.withdrawAfterLocked(addr, v, a.opts.HandoverTimeout, nil)
+}
+
+// handoverGrace keeps a handed-over address bound a little after the new
+// owner announced it: clients that have not yet processed that
+// announcement, and requests already on the wire, still find it here.
+const handoverGrace = 150 * time.Millisecond
+
+// withdrawAfterLocked withdraws addr, still handing over, after d (again,
+// if a withdrawal was already scheduled).
+func (a *Announcer) withdrawAfterLocked(addr netip.Addr, v *vip, d time.Duration, takenBy net.HardwareAddr) {
+	if v.deadline != nil {
+		v.deadline.Stop()
+	}
+	v.deadline = time.AfterFunc(d, func() {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		if cur, ok := a.vips[addr]; ok && cur == v && v.phase == handingOver {
-			a.log.V(2).Info("Handover timed out; withdrawing", "vip", addr)
-			a.withdrawLocked(addr, nil)
+			if takenBy == nil {
+				a.log.V(2).Info("Handover timed out; withdrawing", "vip", addr)
+			}
+			a.withdrawLocked(addr, takenBy)
 		}
 	})
 }
@@ -637,8 +656,14 @@ func (a *Announcer) handleClaims() {
 			v, ok := a.vips[c.ip]
 			switch {
 			case !ok || v.iface != c.iface:
-			case v.phase == handingOver || a.yield:
-				a.log.V(2).Info("Another node announced the address; withdrawing", "vip", c.ip, "mac", c.mac.String(), "handover", v.phase == handingOver)
+			case v.phase == handingOver:
+				if !v.taken {
+					v.taken = true
+					a.log.V(2).Info("Another node announced the address; withdrawing", "vip", c.ip, "mac", c.mac.String())
+					a.withdrawAfterLocked(c.ip, v, handoverGrace, c.mac)
+				}
+			case a.yield:
+				a.log.V(2).Info("Another node with a fresher view announced the address; yielding it", "vip", c.ip, "mac", c.mac.String())
 				a.withdrawLocked(c.ip, c.mac)
 			case time.Since(v.reclaimed) > reclaimEvery:
 				// A peer took the address over early (it suspected this

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -61,6 +63,7 @@ const (
 	ccmAccount     = "baremetal-cloud-controller-manager"
 	agentNamespace = "baremetal-system"
 	agentAccount   = "baremetal-node-agent"
+	ccmLeaderLease = "cloud-controller-manager" // --leader-elect-resource-name's default
 
 	svcNamespace = "default"
 	l2Service    = "web-l2"
@@ -83,6 +86,7 @@ type demo struct {
 	remote  *lab.Host
 	nodes   []*node
 	ccm     *lab.Process
+	ccmPort int
 	l2VIP   netip.Addr
 	bgpVIP  netip.Addr
 	l2Owner *node
@@ -304,6 +308,10 @@ func (d *demo) startControlPlane(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
+	if err := d.waitCCM(ctx); err != nil {
+		return err
+	}
+	d.out.Say("The CCM answers https://127.0.0.1:%d/healthz and holds the leader Lease %s/%s.", d.ccmPort, ccmNamespace, ccmLeaderLease)
 	if err := d.waitNodesInitialised(ctx); err != nil {
 		return err
 	}
@@ -390,8 +398,7 @@ func (d *demo) startCCM(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
-	if err != nil {
+	if d.ccmPort, err = freePort(); err != nil {
 		return err
 	}
 	// Short leader-election timings so that a restarted demo CCM takes
@@ -400,11 +407,53 @@ func (d *demo) startCCM(ctx context.Context) error {
 		"--cloud-provider=baremetal", "--cloud-config="+d.cfgPath,
 		"--kubeconfig="+kubeconfig, "--authentication-kubeconfig="+kubeconfig, "--authorization-kubeconfig="+kubeconfig,
 		"--leader-elect=true", "--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
-		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port), "-v=2")
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(d.ccmPort), "-v=2")
 	if err != nil {
 		return err
 	}
 	return recordProcesses(d.dir, d.env)
+}
+
+// waitCCM waits until the CCM answers /healthz on its secure port and holds
+// the leader Lease. A port taken between choosing and binding it (other
+// labs run on this machine too) gets the CCM restarted on another.
+func (d *demo) waitCCM(ctx context.Context) error {
+	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the CCM's self-signed serving certificate
+	}}
+	defer insecure.CloseIdleConnections()
+	for attempt := 1; ; attempt++ {
+		err := lab.Eventually(ctx, 60*time.Second, 100*time.Millisecond, func() error {
+			if err := d.exited(d.ccm); err != nil {
+				return err
+			}
+			resp, err := insecure.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", d.ccmPort))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("/healthz: %s", resp.Status)
+			}
+			l, err := d.cluster.Client.CoordinationV1().Leases(ccmNamespace).Get(ctx, ccmLeaderLease, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("no leader yet: %w", err)
+			}
+			if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+				return errors.New("no leader yet")
+			}
+			return nil
+		})
+		if err == nil {
+			return nil
+		}
+		if attempt == 3 || !d.ccm.Exited() || !strings.Contains(d.ccm.Logs(), "address already in use") {
+			return fmt.Errorf("the CCM did not become healthy and leader (log: %s): %w", d.ccm.LogPath, err)
+		}
+		if err := d.startCCM(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 func (d *demo) startAgent(n *node) error {

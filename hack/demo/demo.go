@@ -602,6 +602,7 @@ func (d *demo) createServices(ctx context.Context) error {
 		{l2Service, d.l2VIP.String(), d.l2Owner.name, "answers ARP for it on the lan segment (one owner, elected by hash)"},
 		{bgpService, d.bgpVIP.String(), strings.Join(announcerNames(bgp), ", "), "BGP path to the router; router routes via " + d.hopNames(hops)},
 	})
+	slices.SortFunc(bgp, func(x, y announcement) int { return strings.Compare(x.node, y.node) })
 	for _, a := range append(l2[len(l2)-1:], bgp...) {
 		d.out.Say("event on %s from %s: %q", a.service, a.node, a.message)
 	}

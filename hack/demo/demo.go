@@ -108,6 +108,9 @@ func run(ctx context.Context, o options) (err error) {
 	start := time.Now()
 	out := newPrinter(os.Stdout)
 	out.Raw("cloud-provider-baremetal demo: LoadBalancer Services by layer 2 and by BGP, on this machine.\n")
+	if os.Geteuid() != 0 {
+		return errors.New("the demo needs root: it creates network namespaces and runs daemons in them; run `sudo make demo`")
+	}
 	if err := lab.Requirements(); err != nil {
 		return err
 	}

@@ -37,6 +37,10 @@ func main() {
 	// removed before it exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Output piped into a program that exits early (`make demo | head`)
+	// must not kill the demo before it removed its lab: with SIGPIPE
+	// ignored the writes fail instead, and the demo finishes unseen.
+	signal.Ignore(syscall.SIGPIPE)
 
 	var err error
 	if o.down {

@@ -71,9 +71,8 @@ const (
 )
 
 type demo struct {
-	out  *printer
-	dir  string // the demo's directory (state, binaries, lab/)
-	keep bool
+	out *printer
+	dir string // the demo's directory (state, binaries, lab/)
 
 	env     *lab.Env
 	bins    *lab.Binaries
@@ -125,7 +124,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	d := &demo{out: out, dir: o.dir, keep: o.keep, env: env}
+	d := &demo{out: out, dir: o.dir, env: env}
 	var buildTime time.Duration
 	defer func() {
 		if err != nil && ctx.Err() != nil {

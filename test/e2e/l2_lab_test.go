@@ -129,9 +129,14 @@ func newL2Lab(t *testing.T, n int) *l2Lab {
 func (l *l2Lab) startAgent(nd *l2Node) {
 	l.t.Helper()
 	nd.starts++
-	p, err := nd.host.Start(fmt.Sprintf("agent-%d", nd.starts), bins.Path("baremetal-node-agent"),
+	args := []string{bins.Path("baremetal-node-agent"),
 		"--kubeconfig", nd.kubeconfig, "--node-name", nd.name, "--cloud-config", l.cfgPath,
-		"--namespace", "kube-system", "--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v="+agentVerbosity())
+		"--namespace", "kube-system", "--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v=" + agentVerbosity()}
+	if port := os.Getenv("BAREMETAL_E2E_HEARTBEAT_PORT"); port != "" {
+		// 0 measures failover by lease expiry alone.
+		args = append(args, "--heartbeat-port", port)
+	}
+	p, err := nd.host.Start(fmt.Sprintf("agent-%d", nd.starts), args...)
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -161,7 +161,7 @@ func (a *Agent) Ready() error {
 	if !a.synced.Load() {
 		return errors.New("informer caches are not synced yet")
 	}
-	if held, _ := a.lease.state(); !held {
+	if held, _, _ := a.lease.state(); !held {
 		return errors.New("the agent does not hold its lease")
 	}
 	return nil
@@ -345,7 +345,7 @@ func (a *Agent) renewLoop(ctx context.Context) {
 		if a.leaving.Load() {
 			continue
 		}
-		heldBefore, _ := a.lease.state()
+		heldBefore, _, _ := a.lease.state()
 		rctx, cancel := context.WithTimeout(ctx, a.cfg.Load().NodeAgent.RenewInterval)
 		err := a.lease.renew(rctx, false, *a.info.Load())
 		cancel()
@@ -353,7 +353,7 @@ func (a *Agent) renewLoop(ctx context.Context) {
 			a.metrics.RenewFailures.Inc()
 			a.log.Error(err, "Renewing the agent lease failed")
 		}
-		if held, _ := a.lease.state(); held != heldBefore {
+		if held, _, _ := a.lease.state(); held != heldBefore {
 			a.log.Info("Agent lease state changed", "held", held)
 			a.trigger()
 		}
@@ -421,10 +421,14 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		return time.Time{}
 	}
 
-	held, unreachable := a.lease.state()
+	held, everHeld, unreachable := a.lease.state()
 	fresh := a.live.Fresh()
 	a.l2.SetYield(!fresh || !held)
 	switch {
+	case !everHeld:
+		// Starting: VIPs bound before a restart stay until this agent
+		// knows whether it still owns them.
+		return time.Time{}
 	case !held && !unreachable:
 		// The API server answers but refuses our renewals: peers will
 		// take our VIPs over, so stop announcing them (self-fencing).

@@ -157,13 +157,15 @@ func (k *leaseKeeper) delete(ctx context.Context) error {
 	return nil
 }
 
-// state reports whether the lease is held (renewed within leaseDuration)
-// and, if not, whether that is because the API server is unreachable.
-func (k *leaseKeeper) state() (held, unreachable bool) {
+// state reports whether the lease is held (renewed within leaseDuration);
+// if not, whether it ever was, and whether the last failure was the API
+// server not answering.
+func (k *leaseKeeper) state() (held, everHeld, unreachable bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	held = !k.renewed.IsZero() && k.clock.Since(k.renewed) < k.leaseDuration
-	return held, k.unreachable
+	everHeld = !k.renewed.IsZero()
+	held = everHeld && k.clock.Since(k.renewed) < k.leaseDuration
+	return held, everHeld, k.unreachable
 }
 
 // isUnreachable tells "the API server did not answer" (everybody is likely

@@ -96,7 +96,8 @@ type Speaker struct {
 	errs   *peerErrors // connection errors gobgp reports, by neighbor address
 
 	mu      sync.Mutex
-	stopped bool
+	stopped bool // no more changes (Stop or Detach)
+	closed  bool // the gobgp server is gone
 	peers   map[string]*peerEntry // by peer name
 	markers map[string]uint32     // peer name -> marker id; never reused
 	paths   map[netip.Prefix]*pathEntry
@@ -307,7 +308,7 @@ func (s *Speaker) Peers() []PeerStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	states := map[string]api.PeerState_SessionState{}
-	if !s.stopped {
+	if !s.closed {
 		// ListPeer only reads; a failure leaves the states unknown.
 		if err := s.server.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
 			states[p.GetConf().GetNeighborAddress()] = p.GetState().GetSessionState()
@@ -372,7 +373,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("closing the session with BGP peer %q: %w", e.cfg.Name, err))
 		}
 	}
-	if err := s.waitSessionsClosed(ctx); err != nil {
+	if err := s.waitSessionsClosed(ctx, nil); err != nil {
 		errs = append(errs, err)
 	}
 	s.shutdownServer(ctx)
@@ -382,17 +383,94 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Detach readies the speaker for the process to exit and come back (an
+// agent restart, not a node going away). Peers without gracefulRestart get
+// every path withdrawn and their sessions closed, as with Stop. Sessions
+// with gracefulRestart peers are left open, their paths and VIPs in place:
+// when the process exits, the kernel closes them without a NOTIFICATION,
+// so those routers keep the paths (marked stale, RFC 4724) until the
+// restarted speaker advertises again or the restart time (120s) passes.
+// The caller must exit soon after; the speaker takes no more changes.
+func (s *Speaker) Detach(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return nil
+	}
+	s.stopped = true
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, stopWait)
+		defer cancel()
+	}
+	keep := map[string]bool{}
+	for name, e := range s.peers {
+		keep[name] = e.spec != nil && e.cfg.GracefulRestart
+	}
+	var errs []error
+	for prefix, e := range s.paths {
+		ad := e.ad
+		ad.Peers = slices.DeleteFunc(slices.Clone(ad.Peers), func(p string) bool { return !keep[p] })
+		if len(ad.Peers) == len(e.ad.Peers) {
+			continue
+		}
+		if len(ad.Peers) == 0 {
+			if err := s.withdraw(ctx, e); err != nil {
+				errs = append(errs, err)
+			}
+			delete(s.paths, prefix)
+			continue
+		}
+		// The same path minus the other peers' markers: gobgp withdraws
+		// it from exactly those peers.
+		w, err := s.desiredPath(ad)
+		if err == nil {
+			err = s.advertise(ctx, w)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.paths[prefix] = w
+	}
+	for name, e := range s.peers {
+		if e.spec == nil || keep[name] {
+			continue
+		}
+		if err := s.server.ShutdownPeer(ctx, &api.ShutdownPeerRequest{
+			Address: e.cfg.Addr.String(), Communication: shutdownCommunication,
+		}); err != nil {
+			errs = append(errs, fmt.Errorf("closing the session with BGP peer %q: %w", name, err))
+		}
+	}
+	if err := s.waitSessionsClosed(ctx, func(addr string) bool { return !keep[s.peerName(addr)] }); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Speaker) peerName(addr string) string {
+	for name, e := range s.peers {
+		if e.cfg.Addr.String() == addr {
+			return name
+		}
+	}
+	return ""
+}
+
 var errStopped = errors.New("the BGP speaker is stopped")
 
-// waitSessionsClosed polls until no session is established.
-func (s *Speaker) waitSessionsClosed(ctx context.Context) error {
+// waitSessionsClosed polls until no session for which which returns true
+// (every session when which is nil) is established.
+func (s *Speaker) waitSessionsClosed(ctx context.Context, which func(addr string) bool) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var up []string
 		err := s.server.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
-				up = append(up, p.GetConf().GetNeighborAddress())
+			addr := p.GetConf().GetNeighborAddress()
+			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED && (which == nil || which(addr)) {
+				up = append(up, addr)
 			}
 		})
 		if err != nil {
@@ -410,6 +488,7 @@ func (s *Speaker) waitSessionsClosed(ctx context.Context) error {
 }
 
 func (s *Speaker) shutdownServer(ctx context.Context) {
+	s.closed = true
 	if err := s.server.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
 		s.log.Error(err, "Stopping the BGP speaker failed")
 	}

@@ -408,3 +408,41 @@ func TestAggregatedVIPsShareOnePath(t *testing.T) {
 		t.Errorf("conflicting duplicates: error %v", err)
 	}
 }
+
+func TestDetachKeepsPathsWithGracefulRestartPeers(t *testing.T) {
+	routers := startRouters(t, 2)
+	a, b := routers[0], routers[1]
+	s := newTestSpeaker(t)
+	ctx := context.Background()
+	gr := a.peer()
+	gr.GracefulRestart = true
+	if err := s.SetPeers(ctx, []config.Peer{gr, b.peer()}); err != nil {
+		t.Fatal(err)
+	}
+	waitEstablished(t, s, "tor-a", "tor-b")
+	err := s.SetAdvertisements(ctx, []Advertisement{
+		{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Peers: []string{"tor-a", "tor-b"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.2/32"), Peers: []string{"tor-b"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.3/32"), Peers: []string{"tor-a"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"192.0.2.1/32": plain4, "192.0.2.3/32": plain4}
+	a.waitRoutes(t, want)
+	b.waitRoutes(t, map[string]string{"192.0.2.1/32": plain4, "192.0.2.2/32": plain4})
+
+	if err := s.Detach(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.waitRoutes(t, map[string]string{})
+	for _, p := range s.Peers() {
+		if got := p.Established(); got != (p.Name == "tor-a") {
+			t.Errorf("after Detach, %s established = %v; want only the graceful-restart peer up", p.Name, got)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := a.routes(t); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the graceful-restart peer has %v after Detach, want %v unchanged", got, want)
+	}
+}

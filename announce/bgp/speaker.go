@@ -96,8 +96,8 @@ type Speaker struct {
 	errs   *peerErrors // connection errors gobgp reports, by neighbor address
 
 	mu      sync.Mutex
-	stopped bool // no more changes (Stop or Detach)
-	closed  bool // the gobgp server is gone
+	stopped bool                  // no more changes (Stop or Detach)
+	closed  bool                  // the gobgp server is gone
 	peers   map[string]*peerEntry // by peer name
 	markers map[string]uint32     // peer name -> marker id; never reused
 	paths   map[netip.Prefix]*pathEntry

@@ -137,6 +137,7 @@ type node struct {
 	ads     string       // advertisements path
 	status  string       // peers' state path
 	speaker *lab.Process // bgpspeaker, or baremetal-node-agent in the agent lab
+	detach  bool         // bgpspeaker --detach
 }
 
 func (l *bgpLab) addNode(t *testing.T, name string, host byte, labels string) *node {
@@ -212,7 +213,7 @@ func (n *node) start(t *testing.T) {
 	p, err := n.host.Start("bgpspeaker", speakerBinary(t), "-v=2",
 		"--cloud-config", n.config, "--node-name", n.name, "--node-labels", n.labels,
 		"--next-hop4", n.addr4.String(), "--next-hop6", n.addr6.String(),
-		"--ads", n.ads, "--status", n.status)
+		"--ads", n.ads, "--status", n.status, fmt.Sprintf("--detach=%t", n.detach))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,6 +714,37 @@ func TestBGPSessionOptions(t *testing.T) {
 		}
 		if err := l.waitNextHops(vip, 5*time.Second, n.addr4); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("Detach on SIGTERM keeps routes with graceful-restart peers", func(t *testing.T) {
+		vip := netip.MustParsePrefix("192.0.2.21/32")
+		n := l.addNode(t, "gr-detach", 32, "")
+		n.detach = true
+		n.writeConfig(t, peerYAML{name: "tor", address: routerLAN4.String(), extra: "gracefulRestart: true"})
+		n.writeAds(t, adJSON{Prefix: vip.String(), Peers: []string{"tor"}})
+		n.start(t)
+		if err := l.waitNextHops(vip, 20*time.Second, n.addr4); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.speaker.Stop(10 * time.Second); err != nil {
+			t.Fatalf("stopping the speaker: %v", err)
+		}
+		err := lab.Eventually(context.Background(), 10*time.Second, 100*time.Millisecond, func() error {
+			paths, err := l.bgpPaths(vip)
+			if err != nil {
+				return err
+			}
+			if len(paths) != 1 || !paths[0].Stale {
+				return fmt.Errorf("paths %+v, want one stale path", paths)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.waitNextHops(vip, time.Second, n.addr4); err != nil {
+			t.Fatalf("after the speaker detached: %v", err)
 		}
 	})
 }

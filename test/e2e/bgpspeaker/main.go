@@ -3,7 +3,7 @@
 // the node agent. It takes its peers from a cloud-config file, filtered by
 // the node's labels as the agent does, and its advertisements from a JSON
 // file. SIGHUP re-reads both; SIGTERM stops the speaker (withdrawing every
-// path) and exits. The peers' state is written to --status as JSON.
+// path, or with --detach keeping those of graceful-restart peers) and exits. The peers' state is written to --status as JSON.
 package main
 
 import (
@@ -43,16 +43,17 @@ func main() {
 		adsFile     = flag.String("ads", "", "JSON file: [{prefix, peers, communities, localPref}]")
 		statusFile  = flag.String("status", "", "file to write the peers' state to, as JSON")
 		noBind      = flag.Bool("no-bind", false, "do not bind VIPs on kube-lb0")
+		detach      = flag.Bool("detach", false, "on SIGTERM, Detach (keep paths with graceful-restart peers) instead of Stop")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
-	if err := run(*cloudConfig, *nodeName, *nodeLabels, *routerID, *nextHop4, *nextHop6, *adsFile, *statusFile, *noBind); err != nil {
+	if err := run(*cloudConfig, *nodeName, *nodeLabels, *routerID, *nextHop4, *nextHop6, *adsFile, *statusFile, *noBind, *detach); err != nil {
 		fmt.Fprintf(os.Stderr, "bgpspeaker: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(cloudConfig, nodeName, nodeLabels, routerID, nextHop4, nextHop6, adsFile, statusFile string, noBind bool) error {
+func run(cloudConfig, nodeName, nodeLabels, routerID, nextHop4, nextHop6, adsFile, statusFile string, noBind, detach bool) error {
 	ctx := context.Background()
 	log := klog.Background().WithValues("node", nodeName)
 	cfg, err := config.Load(cloudConfig)
@@ -128,8 +129,12 @@ func run(cloudConfig, nodeName, nodeLabels, routerID, nextHop4, nextHop6, adsFil
 				continue
 			}
 			start := time.Now()
-			err := s.Stop(ctx)
-			log.Info("Stopped", "took", time.Since(start), "err", err)
+			stop := s.Stop
+			if detach {
+				stop = s.Detach
+			}
+			err := stop(ctx)
+			log.Info("Stopped", "detach", detach, "took", time.Since(start), "err", err)
 			return err
 		case <-tick.C:
 			if statusFile != "" {

@@ -101,7 +101,6 @@ type Speaker struct {
 	peers   map[string]*peerEntry // by peer name
 	markers map[string]uint32     // peer name -> marker id; never reused
 	paths   map[netip.Prefix]*pathEntry
-	bound   []netip.Addr
 }
 
 // New starts a speaker with no peers and no paths.

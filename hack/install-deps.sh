@@ -18,6 +18,7 @@ iputils-ping:/usr/bin/ping
 procps:/usr/sbin/sysctl
 curl:/usr/bin/curl
 tcpdump:/usr/bin/tcpdump
+gobgpd:/usr/bin/gobgpd
 "
 
 missing=""

@@ -500,8 +500,10 @@ type prober struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	answers map[string]int
-	fails   int
+	fails   int // no answer: timeouts, refused, unreachable
+	resets  int // a connection open while the VIP moved, reset by the new owner
 	total   int
+	errs    []string // the first failures, with when they happened
 }
 
 // probeHTTP curls ip every interval until stopped, counting failures and
@@ -518,9 +520,21 @@ func (l *l2Lab) probeHTTP(ip netip.Addr, interval time.Duration) *prober {
 			cancel()
 			p.mu.Lock()
 			p.total++
-			if err != nil {
-				p.fails++
-			} else {
+			switch {
+			case err != nil && strings.Contains(err.Error(), "Connection reset by peer"):
+				// The MAC moved between this request's SYN and its data:
+				// the new owner has no such connection. Inherent to moving
+				// a VIP; not a moment in which nobody answers.
+				p.resets++
+				fallthrough
+			case err != nil:
+				if !strings.Contains(err.Error(), "Connection reset by peer") {
+					p.fails++
+				}
+				if len(p.errs) < 5 {
+					p.errs = append(p.errs, time.Now().Format("15:04:05.000")+" "+err.Error())
+				}
+			default:
 				p.answers[name]++
 			}
 			p.mu.Unlock()
@@ -534,6 +548,8 @@ func (l *l2Lab) probeHTTP(ip netip.Addr, interval time.Duration) *prober {
 	return p
 }
 
+// finish stops probing. fails counts requests nobody answered; resets
+// (connections cut by the move itself) are in p.resets.
 func (p *prober) finish() (answers map[string]int, fails, total int) {
 	close(p.stop)
 	<-p.done

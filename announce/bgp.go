@@ -37,6 +37,21 @@ func (a *Agent) reconcileBGP(ctx context.Context, cfg *config.Config, self NodeV
 		a.bgpError(err, "Configuring BGP peers failed")
 	}
 	a.applyBGPAds(ctx, advertisements(cfg, want), want)
+	a.recordBGPPeers()
+}
+
+// recordBGPPeers exports every session's state and advertised prefixes.
+func (a *Agent) recordBGPPeers() {
+	a.metrics.BGPSessionUp.Reset()
+	a.metrics.BGPAdvertised.Reset()
+	for _, p := range a.bgp.Peers() {
+		up := 0.0
+		if p.Established() {
+			up = 1
+		}
+		a.metrics.BGPSessionUp.WithLabelValues(p.Name).Set(up)
+		a.metrics.BGPAdvertised.WithLabelValues(p.Name).Set(float64(p.Advertised))
+	}
 }
 
 func speakerOptions(cfg *config.Config, self NodeView, a *Agent) bgp.Options {

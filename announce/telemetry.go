@@ -24,6 +24,8 @@ type Metrics struct {
 	ProbeConflicts prometheus.Counter
 	RenewFailures  prometheus.Counter
 	LiveAgents     prometheus.Gauge
+	BGPSessionUp   *prometheus.GaugeVec
+	BGPAdvertised  *prometheus.GaugeVec
 }
 
 // NewMetrics registers the agent's metrics on a new registry, with the Go
@@ -51,8 +53,17 @@ func NewMetrics() *Metrics {
 			Name: "baremetal_live_agents",
 			Help: "Agents this node sees alive, itself included.",
 		}),
+		BGPSessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "baremetal_bgp_session_up",
+			Help: "1 when the BGP session with the peer is established, else 0.",
+		}, []string{"peer"}),
+		BGPAdvertised: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "baremetal_bgp_advertised_prefixes",
+			Help: "Prefixes this node advertises to the peer.",
+		}, []string{"peer"}),
 	}
 	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
+		m.BGPSessionUp, m.BGPAdvertised,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.AnnouncedVIPs.WithLabelValues("layer2")
 	m.AnnouncedVIPs.WithLabelValues("bgp")

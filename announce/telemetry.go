@@ -26,6 +26,7 @@ type Metrics struct {
 	LiveAgents     prometheus.Gauge
 	BGPSessionUp   *prometheus.GaugeVec
 	BGPAdvertised  *prometheus.GaugeVec
+	APIRequests    *prometheus.CounterVec
 }
 
 // NewMetrics registers the agent's metrics on a new registry, with the Go
@@ -62,13 +63,30 @@ func NewMetrics() *Metrics {
 			Help: "Prefixes this node advertises to the peer.",
 		}, []string{"peer"}),
 	}
+	m.APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "baremetal_agent_api_requests_total",
+		Help: "Requests this agent sent to the API server, by HTTP method (watches count once, when opened).",
+	}, []string{"method"})
 	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
-		m.BGPSessionUp, m.BGPAdvertised,
+		m.BGPSessionUp, m.BGPAdvertised, m.APIRequests,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.AnnouncedVIPs.WithLabelValues("layer2")
 	m.AnnouncedVIPs.WithLabelValues("bgp")
 	return m
 }
+
+// CountRequests wraps a client transport (rest.Config.Wrap) to count the
+// agent's API requests.
+func (m *Metrics) CountRequests(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		m.APIRequests.WithLabelValues(r.Method).Inc()
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // Handler serves the metrics.
 func (m *Metrics) Handler() http.Handler {

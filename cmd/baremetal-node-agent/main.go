@@ -78,6 +78,8 @@ func run(o options) error {
 	}
 	restCfg.UserAgent = announce.Component
 	restCfg.QPS, restCfg.Burst = 20, 50
+	metrics := announce.NewMetrics()
+	restCfg.Wrap(metrics.CountRequests)
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("building a Kubernetes client: %w", err)
@@ -88,7 +90,6 @@ func run(o options) error {
 	log := klog.Background().WithName("agent")
 	ctx = klog.NewContext(ctx, log)
 
-	metrics := announce.NewMetrics()
 	agent, err := announce.New(announce.Options{
 		Client: client, NodeName: o.nodeName, Namespace: o.namespace, Config: cfg, Metrics: metrics,
 		HeartbeatPort: o.heartbeatPort,

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
 // TestL2FailoverBench measures layer-2 failover in the lab, at the default
@@ -127,4 +130,84 @@ func report(t *testing.T, what string, ds []time.Duration) {
 	t.Logf("%s: n=%d p50=%s p99=%s min=%s max=%s", what, len(s),
 		pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
 		s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
+}
+
+// TestL2ScaleBench measures the agents with many VIPs (default 1,000, or
+// BAREMETAL_BENCH_VIPS): time until every VIP is bound somewhere, each
+// agent's resident memory, and each agent's API requests per second at
+// steady state (from its baremetal_agent_api_requests_total).
+func TestL2ScaleBench(t *testing.T) {
+	if os.Getenv("BAREMETAL_BENCH") != "1" {
+		t.Skip("set BAREMETAL_BENCH=1 to run the layer-2 benchmarks")
+	}
+	n := 1000
+	if s := os.Getenv("BAREMETAL_BENCH_VIPS"); s != "" {
+		if _, err := fmt.Sscan(s, &n); err != nil {
+			t.Fatalf("BAREMETAL_BENCH_VIPS=%q: %v", s, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	// IPv6 VIPs on the segment's /64, so a pool of any size fits.
+	l := newL2LabWith(t, 3, `pools:
+  - name: lan
+    addresses: [2001:db8::1:0/112]
+`)
+	start := time.Now()
+	for i := range n {
+		l.submitService(ctx, fmt.Sprintf("scale-%04d", i), withIPv6)
+	}
+	created := time.Since(start)
+	err := lab.Eventually(ctx, 10*time.Minute, time.Second, func() error {
+		b, err := l.bound(ctx)
+		if err != nil {
+			return err
+		}
+		if len(b) < n {
+			return fmt.Errorf("%d of %d VIPs bound", len(b), n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d Services created in %s; every VIP bound %s after the first create", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	requests := func(nd *l2Node) float64 {
+		out, err := nd.host.Exec(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9101/metrics")
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", nd.name, err)
+		}
+		var sum float64
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "baremetal_agent_api_requests_total{") {
+				var v float64
+				if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+					sum += v
+				}
+			}
+		}
+		return sum
+	}
+	time.Sleep(10 * time.Second) // let the event burst of the announcements pass
+	const window = 30 * time.Second
+	before := map[string]float64{}
+	for _, nd := range l.nodes {
+		before[nd.name] = requests(nd)
+	}
+	time.Sleep(window)
+	for _, nd := range l.nodes {
+		rate := (requests(nd) - before[nd.name]) / window.Seconds()
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", nd.agent.Cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rss := ""
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				rss = strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
+			}
+		}
+		t.Logf("%s: RSS %s, %.2f API requests/s at steady state", nd.name, rss, rate)
+	}
 }

@@ -71,11 +71,17 @@ type l2Node struct {
 
 func newL2Lab(t *testing.T, n int) *l2Lab {
 	t.Helper()
+	return newL2LabWith(t, n, l2CloudConfig)
+}
+
+// newL2LabWith is newL2Lab with another cloud-config.
+func newL2LabWith(t *testing.T, n int, cloudConfig string) *l2Lab {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l := &l2Lab{t: t, c: startCluster(t), seg: lab.NewSegment(t, "lan")}
 	l.cfgPath = filepath.Join(t.TempDir(), "cloud-config.yaml")
-	if err := os.WriteFile(l.cfgPath, []byte(l2CloudConfig), 0o644); err != nil {
+	if err := os.WriteFile(l.cfgPath, []byte(cloudConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l.client = l.seg.AddHost("client", l2Client4, l2Client6)
@@ -201,6 +207,17 @@ func withIPv6(s *corev1.Service) {
 // give it an address.
 func (l *l2Lab) createService(ctx context.Context, name string, opts ...svcOpt) netip.Addr {
 	l.t.Helper()
+	l.submitService(ctx, name, opts...)
+	ip, err := l.waitIngress(ctx, name, 30*time.Second)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return ip
+}
+
+// submitService creates a LoadBalancer Service without waiting for it.
+func (l *l2Lab) submitService(ctx context.Context, name string, opts ...svcOpt) {
+	l.t.Helper()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 		Spec: corev1.ServiceSpec{
@@ -215,11 +232,6 @@ func (l *l2Lab) createService(ctx context.Context, name string, opts ...svcOpt) 
 	if _, err := l.c.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		l.t.Fatal(err)
 	}
-	ip, err := l.waitIngress(ctx, name, 30*time.Second)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return ip
 }
 
 func (l *l2Lab) waitIngress(ctx context.Context, name string, timeout time.Duration) (netip.Addr, error) {

@@ -191,6 +191,20 @@ func TestL2(t *testing.T) {
 		}
 	})
 
+	t.Run("IPv6: an address another host uses is not announced", func(t *testing.T) {
+		intruder := l.seg.AddHost("intruder6", netip.MustParsePrefix("2001:db8::1:ff/64"))
+		ip := l.createService(ctx, "conflict6", withIPv6, withIP("2001:db8::1:ff"))
+		msg := waitEvent(ctx, t, l, "conflict6", "AddressConflict", intruder.MAC.String())
+		t.Logf("event: %s", msg)
+		b, err := l.bound(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b[ip]) > 0 {
+			t.Errorf("%s is bound on %v although %s uses it", ip, b[ip], intruder.MAC)
+		}
+	})
+
 	t.Run("API server down for 20s: same owners, no flap after", func(t *testing.T) {
 		ip := l.createService(ctx, "outage")
 		owner := l.waitOwner(ctx, ip, 10*time.Second)

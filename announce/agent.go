@@ -26,6 +26,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -153,7 +154,19 @@ func New(opts Options) (*Agent, error) {
 // SetConfig replaces the configuration; the next pass uses it.
 func (a *Agent) SetConfig(c *config.Config) {
 	a.cfg.Store(c)
+	a.metrics.ReloadSuccess.Set(1)
 	a.trigger()
+}
+
+// RejectConfig records that a changed cloud-config was refused: the previous
+// one stays in force. The Warning event goes on this agent's Node, where an
+// operator looking at the node will see it.
+func (a *Agent) RejectConfig(path string, err error) {
+	a.metrics.ReloadFailures.Inc()
+	a.metrics.ReloadSuccess.Set(0)
+	a.recorder.Eventf(&v1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: a.node, UID: types.UID(a.node)},
+		v1.EventTypeWarning, ReasonInvalidConfig,
+		"The changed cloud-config %s was refused and the previous one stays in force: %v", path, err)
 }
 
 // Ready reports why the agent is not ready, or nil.

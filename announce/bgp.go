@@ -93,9 +93,12 @@ func advertisements(cfg *config.Config, vips []*VIPView) []bgp.Advertisement {
 			ad.LocalPref = pb.LocalPref
 		}
 		ad.Prefix = netip.PrefixFrom(v.IP, bits).Masked()
-		if _, dup := byPrefix[ad.Prefix]; dup {
+		// Every VIP inside an aggregate is bound on kube-lb0, not only the first.
+		if i, dup := byPrefix[ad.Prefix]; dup {
+			out[i].Addrs = append(out[i].Addrs, v.IP)
 			continue
 		}
+		ad.Addrs = []netip.Addr{v.IP}
 		ad.Peers = cfg.PeerNames(v.Pool)
 		byPrefix[ad.Prefix] = len(out)
 		out = append(out, ad)

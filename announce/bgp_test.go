@@ -51,6 +51,10 @@ pools:
 		t.Fatalf("prefixes %v, want %v", got, want)
 	}
 	plain, tuned := ads[0], ads[1]
+	wantBound := []netip.Addr{netip.MustParseAddr("192.0.2.65"), netip.MustParseAddr("192.0.2.66")}
+	if !slices.Equal(tuned.Addrs, wantBound) {
+		t.Errorf("aggregate binds %v, want every VIP inside it: %v", tuned.Addrs, wantBound)
+	}
 	if !slices.Equal(plain.Peers, []string{"tor-a", "tor-b"}) || plain.LocalPref != nil || len(plain.Communities) != 0 {
 		t.Errorf("plain pool advertisement %+v: want every peer, no attributes", plain)
 	}

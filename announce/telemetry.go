@@ -14,6 +14,7 @@ const (
 	ReasonWithdrawn       = "Withdrawn"
 	ReasonAddressConflict = "AddressConflict"
 	ReasonNoInterface     = "NoInterface"
+	ReasonInvalidConfig   = "InvalidConfig"
 )
 
 // Metrics are the agent's Prometheus metrics (prefix baremetal_).
@@ -27,6 +28,8 @@ type Metrics struct {
 	BGPSessionUp   *prometheus.GaugeVec
 	BGPAdvertised  *prometheus.GaugeVec
 	APIRequests    *prometheus.CounterVec
+	ReloadFailures prometheus.Counter
+	ReloadSuccess  prometheus.Gauge
 }
 
 // NewMetrics registers the agent's metrics on a new registry, with the Go
@@ -67,8 +70,17 @@ func NewMetrics() *Metrics {
 		Name: "baremetal_agent_api_requests_total",
 		Help: "Requests this agent sent to the API server, by HTTP method (watches count once, when opened).",
 	}, []string{"method"})
+	m.ReloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "baremetal_config_reload_failures_total",
+		Help: "Cloud-config reloads refused because the new file was invalid.",
+	})
+	m.ReloadSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "baremetal_config_last_reload_success",
+		Help: "1 if the cloud-config file on disk is the one in force, 0 if the last change was refused.",
+	})
+	m.ReloadSuccess.Set(1)
 	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
-		m.BGPSessionUp, m.BGPAdvertised, m.APIRequests,
+		m.BGPSessionUp, m.BGPAdvertised, m.APIRequests, m.ReloadFailures, m.ReloadSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.AnnouncedVIPs.WithLabelValues("layer2")
 	m.AnnouncedVIPs.WithLabelValues("bgp")

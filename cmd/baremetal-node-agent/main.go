@@ -175,6 +175,7 @@ func watchConfig(ctx context.Context, path string, every time.Duration, agent *a
 		cfg, err := config.Parse(data)
 		if err != nil {
 			log.Error(err, "The changed cloud-config is invalid; keeping the previous one", "path", path)
+			agent.RejectConfig(path, err)
 			continue
 		}
 		log.Info("Loaded the changed cloud-config", "path", path)

@@ -191,31 +191,17 @@ func TestCloudNodeControllerIntegration(t *testing.T) {
 	client := fake.NewClientset(node)
 	runControllers(t, client)
 
+	var why string
 	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 		n, err := client.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		for _, tn := range n.Spec.Taints {
-			if tn.Key == cloudproviderapi.TaintExternalCloudProvider {
-				return false, nil
-			}
-		}
-		if n.Spec.ProviderID != "baremetal://n1" {
-			return false, fmt.Errorf("providerID %q", n.Spec.ProviderID)
-		}
-		if n.Labels[v1.LabelTopologyZone] != "rack-1" || n.Labels[v1.LabelTopologyRegion] != "dc-1" {
-			return false, fmt.Errorf("topology labels %v", n.Labels)
-		}
-		for _, a := range n.Status.Addresses {
-			if a.Type == v1.NodeInternalIP && a.Address == "198.51.100.7" {
-				return true, nil
-			}
-		}
-		return false, fmt.Errorf("addresses %v lack the provided node IP", n.Status.Addresses)
+		why = nodeNotInitialised(n)
+		return why == "", nil
 	})
 	if err != nil {
-		t.Fatalf("node not initialised: %v", err)
+		t.Fatalf("node not initialised: %s (%v)", why, err)
 	}
 }
 
@@ -233,3 +219,24 @@ type (
 	restConfig    = rest.Config
 	kubeInterface = kubernetes.Interface
 )
+
+// nodeNotInitialised says what the cloud-node controller has not done yet.
+func nodeNotInitialised(n *v1.Node) string {
+	for _, tn := range n.Spec.Taints {
+		if tn.Key == cloudproviderapi.TaintExternalCloudProvider {
+			return "still tainted"
+		}
+	}
+	if n.Spec.ProviderID != "baremetal://n1" {
+		return fmt.Sprintf("providerID %q", n.Spec.ProviderID)
+	}
+	if n.Labels[v1.LabelTopologyZone] != "rack-1" || n.Labels[v1.LabelTopologyRegion] != "dc-1" {
+		return fmt.Sprintf("topology labels %v", n.Labels)
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == v1.NodeInternalIP && a.Address == "198.51.100.7" {
+			return ""
+		}
+	}
+	return fmt.Sprintf("addresses %v lack the provided node IP", n.Status.Addresses)
+}

@@ -50,7 +50,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./ipam
 	BAREMETAL_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Bench' -v ./test/e2e/
 
-demo: deps build
+demo: deps
 	$(GO) run ./hack/demo
 
 demo-down:

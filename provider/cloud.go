@@ -4,9 +4,9 @@ package provider
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,14 +31,12 @@ const ProviderName = "baremetal"
 
 func init() {
 	cloudprovider.RegisterCloudProvider(ProviderName, func(r io.Reader) (cloudprovider.Interface, error) {
-		cfg := &config.Config{}
-		if r != nil {
-			var err error
-			if cfg, err = config.Read(r); err != nil {
-				return nil, err
-			}
-		} else if cfg, _ = config.Parse(nil); cfg == nil {
-			return nil, fmt.Errorf("building an empty cloud-config failed")
+		if r == nil { // no --cloud-config: no pools, nodes are still initialised
+			r = strings.NewReader("")
+		}
+		cfg, err := config.Read(r)
+		if err != nil {
+			return nil, err
 		}
 		return New(cfg), nil
 	})

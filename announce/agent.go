@@ -2,10 +2,12 @@
 // which agents are alive, elects the owner of every VIP and makes the data
 // plane (announce/l2, announce/bgp) match, one reconcile pass at a time.
 //
-// Agents never talk to each other or to the cloud-controller-manager
-// except through the API server: Services (status.loadBalancer.ingress),
-// EndpointSlices, Nodes and the agents' Leases. Every agent computes the
-// same owners from the same objects.
+// Agents learn everything they decide on from the API server: Services
+// (status.loadBalancer.ingress), EndpointSlices, Nodes and the agents'
+// Leases, so every agent computes the same owners from the same objects.
+// The one thing they say to each other directly is a UDP heartbeat from the
+// next-in-line node to an owner (see Heartbeats): a crash shows there well
+// before the owner's Lease expires, at no cost in API writes.
 package announce
 
 import (

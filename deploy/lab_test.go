@@ -20,13 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
@@ -156,45 +150,15 @@ func TestManifestsInLab(t *testing.T) {
 // Namespace comes first), optionally as a dry run.
 func apply(t *testing.T, c *lab.Cluster, dir string, dryRun bool) {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.AdminKubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disc))
 	objs, err := Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := metav1.ApplyOptions{FieldManager: "deploy-test", Force: true}
-	if dryRun {
-		opts.DryRun = []string{metav1.DryRunAll}
+	summary, err := Apply(context.Background(), c.RestConfig, objs, ApplyOptions{FieldManager: "deploy-test", DryRun: dryRun})
+	if err != nil {
+		t.Fatalf("applying %s: %v", dir, err)
 	}
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatalf("%s %s: %v", gvk.Kind, o.GetName(), err)
-		}
-		var r dynamic.ResourceInterface = dyn.Resource(m.Resource)
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			r = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
-		}
-		if _, err := r.Apply(ctx, o.GetName(), o, opts); err != nil {
-			t.Errorf("applying %s %s/%s from %s: %v", gvk.Kind, o.GetNamespace(), o.GetName(), dir, err)
-		}
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	t.Logf("applied %s (dry run %t): %s", dir, dryRun, summary)
 }
 
 func eventually(t *testing.T, what string, f func() error) {

@@ -19,9 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
@@ -357,42 +355,11 @@ func (d *demo) applyRBAC(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("reading deploy/base: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(d.cluster.RestConfig)
+	summary, err := deploy.Apply(ctx, d.cluster.RestConfig, objs, deploy.ApplyOptions{FieldManager: "baremetal-demo", Kinds: deploy.IdentityKinds})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("applying the RBAC of deploy/base: %w", err)
 	}
-	resources := map[string]schema.GroupVersionResource{
-		"Namespace":          {Version: "v1", Resource: "namespaces"},
-		"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
-		"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-		"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-		"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-		"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	}
-	counts := map[string]int{}
-	var kinds []string
-	for _, o := range objs {
-		gvr, ok := resources[o.GetKind()]
-		if !ok {
-			continue
-		}
-		var r dynamic.ResourceInterface = dyn.Resource(gvr)
-		if ns := o.GetNamespace(); ns != "" {
-			r = dyn.Resource(gvr).Namespace(ns)
-		}
-		if _, err := r.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: "baremetal-demo", Force: true}); err != nil {
-			return "", fmt.Errorf("applying %s %s from deploy/base: %w", o.GetKind(), o.GetName(), err)
-		}
-		if counts[o.GetKind()] == 0 {
-			kinds = append(kinds, o.GetKind())
-		}
-		counts[o.GetKind()]++
-	}
-	var parts []string
-	for _, k := range kinds {
-		parts = append(parts, plural(counts[k], k))
-	}
-	return strings.Join(parts, ", "), nil
+	return summary, nil
 }
 
 func (d *demo) startCCM(ctx context.Context) error {
@@ -823,14 +790,6 @@ func (d *demo) cleanUp(runErr error) {
 	if err := removeState(d.dir); err != nil {
 		d.out.Say("%v", err)
 	}
-}
-
-// plural says "1 Role", "2 Roles".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, noun)
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // freePort asks the kernel for a free loopback TCP port.

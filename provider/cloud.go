@@ -60,6 +60,7 @@ type Cloud struct {
 	recorder     record.EventRecorder
 
 	configPath string // followed for live reload; see WatchConfigFile
+	configData []byte // the file's content when last applied
 }
 
 var (

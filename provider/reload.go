@@ -40,8 +40,12 @@ func init() {
 }
 
 // WatchConfigFile makes the provider follow changes to the cloud-config file
-// at path once it leads. Call it before the controllers start.
-func (c *Cloud) WatchConfigFile(path string) { c.configPath = path }
+// at path once it leads. Call it right after building the provider from that
+// file: what is there now is taken as the config in force.
+func (c *Cloud) WatchConfigFile(path string) {
+	c.configPath = path
+	c.configData, _ = os.ReadFile(path) // unreadable now: the first good read applies
+}
 
 // watchConfig polls the file until stop. The first check runs at once, so
 // a replica that waited long as a standby leads with the current file.
@@ -49,7 +53,7 @@ func (c *Cloud) watchConfig(stop <-chan struct{}) {
 	if c.configPath == "" {
 		return
 	}
-	var last []byte
+	last := c.configData
 	t := time.NewTicker(ConfigPollInterval)
 	defer t.Stop()
 	for {

@@ -61,22 +61,21 @@ func newBGPAgentLab(t *testing.T) *bgpAgentLab {
 		if err := l.c.CreateNode(ctx, n.name, []netip.Addr{n.addr4, n.addr6}, nil, false); err != nil {
 			t.Fatal(err)
 		}
-		kc, err := l.c.KubeconfigIn(n.host)
-		if err != nil {
-			t.Fatal(err)
-		}
 		p, err := n.host.Start("agent", bins.Path("baremetal-node-agent"),
-			"--kubeconfig", kc, "--node-name", n.name, "--cloud-config", cfg, "--namespace", "kube-system",
-			"--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v="+agentVerbosity())
+			"--kubeconfig", agentKubeconfig(t, l.c, n.host), "--node-name", n.name, "--cloud-config", cfg,
+			"--namespace", agentNamespace, "--metrics-bind-address", ":9101", "--health-bind-address", ":9102",
+			"-v="+agentVerbosity())
 		if err != nil {
 			t.Fatal(err)
 		}
+		checkNotForbidden(t, n.name+"'s agent", p)
 		n.speaker = p
 		l.nodes = append(l.nodes, n)
 	}
-	lab.StartProcess(t, t.TempDir(), "ccm", bins.Path("baremetal-cloud-controller-manager"),
-		"--cloud-provider=baremetal", "--cloud-config", cfg, "--kubeconfig", l.c.AdminKubeconfig,
+	ccm := lab.StartProcess(t, t.TempDir(), "ccm", bins.Path("baremetal-cloud-controller-manager"),
+		"--cloud-provider=baremetal", "--cloud-config", cfg, "--kubeconfig", ccmKubeconfig(t, l.c),
 		"--leader-elect=false", "--secure-port=0", "--controllers=service", "-v=2")
+	checkNotForbidden(t, "the CCM", ccm)
 	return l
 }
 

@@ -28,23 +28,25 @@ type ccm struct {
 	port int
 }
 
-// startCCM runs the real CCM binary against the lab apiserver. Leader
-// election timings are shortened so failover tests take seconds.
+// startCCM runs the real CCM binary against the lab apiserver as the
+// manifests' ServiceAccount, also for the delegated authentication and
+// authorization of its secure port. Leader election timings are shortened
+// so failover tests take seconds.
 func startCCM(t *testing.T, c *lab.Cluster, cfgPath, name string, extra ...string) *ccm {
 	t.Helper()
 	port := ccmFreePort(t)
+	kc := ccmKubeconfig(t, c)
 	args := append([]string{
 		bins.Path("baremetal-cloud-controller-manager"),
 		"--cloud-provider=baremetal", "--cloud-config=" + cfgPath,
-		"--kubeconfig=" + c.AdminKubeconfig,
-		"--authentication-kubeconfig=" + c.AdminKubeconfig,
-		"--authorization-kubeconfig=" + c.AdminKubeconfig,
+		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
 		"--leader-elect=true", "--leader-elect-lease-duration=4s",
 		"--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
 		"-v=2",
 	}, extra...)
 	p := lab.StartProcess(t, c.Dir, name, args...)
+	checkNotForbidden(t, name, p)
 	return &ccm{proc: p, port: port}
 }
 
@@ -519,7 +521,7 @@ func waitLeader(t *testing.T, c *lab.Cluster, notHolder string) string {
 	t.Helper()
 	var holder string
 	err := lab.Eventually(t.Context(), 30*time.Second, 200*time.Millisecond, func() error {
-		l, err := c.Client.CoordinationV1().Leases("kube-system").Get(t.Context(), "cloud-controller-manager", metav1.GetOptions{})
+		l, err := c.Client.CoordinationV1().Leases(ccmNamespace).Get(t.Context(), "cloud-controller-manager", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}

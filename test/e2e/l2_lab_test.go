@@ -95,11 +95,7 @@ func newL2LabWith(t *testing.T, n int, cloudConfig string) *l2Lab {
 		if err := l.c.CreateNode(ctx, nd.name, []netip.Addr{nd.addr4, nd.addr6}, nil, false); err != nil {
 			t.Fatal(err)
 		}
-		kc, err := l.c.KubeconfigIn(nd.host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd.kubeconfig = kc
+		nd.kubeconfig = agentKubeconfig(t, l.c, nd.host)
 		if _, err := nd.host.Start("echo", bins.Path("lab-echo"), "--name", nd.name, "--listen", ":80"); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +107,7 @@ func newL2LabWith(t *testing.T, n int, cloudConfig string) *l2Lab {
 	l.startCCM()
 	// Every agent holds its lease before a test starts its clock.
 	err := lab.Eventually(ctx, 30*time.Second, 100*time.Millisecond, func() error {
-		leases, err := l.c.Client.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{})
+		leases, err := l.c.Client.CoordinationV1().Leases(agentNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
 		}
@@ -137,15 +133,17 @@ func (l *l2Lab) startAgent(nd *l2Node) {
 	nd.starts++
 	args := []string{bins.Path("baremetal-node-agent"),
 		"--kubeconfig", nd.kubeconfig, "--node-name", nd.name, "--cloud-config", l.cfgPath,
-		"--namespace", "kube-system", "--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v=" + agentVerbosity()}
+		"--namespace", agentNamespace, "--metrics-bind-address", ":9101", "--health-bind-address", ":9102", "-v=" + agentVerbosity()}
 	if port := os.Getenv("BAREMETAL_E2E_HEARTBEAT_PORT"); port != "" {
 		// 0 measures failover by lease expiry alone.
 		args = append(args, "--heartbeat-port", port)
 	}
-	p, err := nd.host.Start(fmt.Sprintf("agent-%d", nd.starts), args...)
+	name := fmt.Sprintf("agent-%d", nd.starts)
+	p, err := nd.host.Start(name, args...)
 	if err != nil {
 		l.t.Fatal(err)
 	}
+	checkNotForbidden(l.t, nd.name+"'s "+name, p)
 	nd.agent = p
 }
 
@@ -160,8 +158,9 @@ func agentVerbosity() string {
 func (l *l2Lab) startCCM() {
 	l.t.Helper()
 	l.ccm = lab.StartProcess(l.t, l.t.TempDir(), "ccm", bins.Path("baremetal-cloud-controller-manager"),
-		"--cloud-provider=baremetal", "--cloud-config", l.cfgPath, "--kubeconfig", l.c.AdminKubeconfig,
+		"--cloud-provider=baremetal", "--cloud-config", l.cfgPath, "--kubeconfig", ccmKubeconfig(l.t, l.c),
 		"--leader-elect=false", "--secure-port=0", "--controllers=service", "-v=2")
+	checkNotForbidden(l.t, "the CCM", l.ccm)
 }
 
 func (l *l2Lab) node(name string) *l2Node {

@@ -398,11 +398,11 @@ func (a *Announcer) withdrawAfterLocked(addr netip.Addr, v *vip, d time.Duration
 	})
 }
 
-// dropLocked forgets addr and reports it withdrawn; the caller syncs links.
-func (a *Announcer) dropLocked(addr netip.Addr) {
+// forgetLocked stops addr's timers and forgets it.
+func (a *Announcer) forgetLocked(addr netip.Addr) (*vip, bool) {
 	v, ok := a.vips[addr]
 	if !ok {
-		return
+		return nil, false
 	}
 	if v.stopBurst != nil {
 		v.stopBurst()
@@ -411,22 +411,22 @@ func (a *Announcer) dropLocked(addr netip.Addr) {
 		v.deadline.Stop()
 	}
 	delete(a.vips, addr)
-	a.opts.OnChange(Change{Kind: Withdrawn, Addr: addr, Interface: v.iface})
+	return v, true
+}
+
+// dropLocked forgets addr and reports it withdrawn; the caller syncs links.
+func (a *Announcer) dropLocked(addr netip.Addr) {
+	if v, ok := a.forgetLocked(addr); ok {
+		a.opts.OnChange(Change{Kind: Withdrawn, Addr: addr, Interface: v.iface})
+	}
 }
 
 // withdrawLocked unbinds one address now.
 func (a *Announcer) withdrawLocked(addr netip.Addr, takenBy net.HardwareAddr) {
-	v, ok := a.vips[addr]
+	v, ok := a.forgetLocked(addr)
 	if !ok {
 		return
 	}
-	if v.stopBurst != nil {
-		v.stopBurst()
-	}
-	if v.deadline != nil {
-		v.deadline.Stop()
-	}
-	delete(a.vips, addr)
 	if _, _, err := bind.Set(v.iface, a.boundOn(v.iface), a.opts.Ours); err != nil {
 		a.log.Error(err, "Withdrawing a VIP failed; it is retried on the next reconcile", "vip", addr, "interface", v.iface)
 	}

@@ -19,6 +19,22 @@ func (v *validator) addf(path, format string, args ...any) {
 	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// uniqueName checks the name of list[i] at path: required, a DNS-1123
+// label, and not already used by an earlier entry (recorded in seen).
+func (v *validator) uniqueName(path, list, name string, i int, seen map[string]int) {
+	switch {
+	case name == "":
+		v.addf(path+".name", "required")
+	case len(validation.IsDNS1123Label(name)) > 0:
+		v.addf(path+".name", "%q must be a DNS-1123 label (lower-case letters, digits and '-')", name)
+	default:
+		if j, dup := seen[name]; dup {
+			v.addf(path+".name", "%q is already the name of %s[%d]", name, list, j)
+		}
+		seen[name] = i
+	}
+}
+
 func (c *Config) validate() ValidationErrors {
 	v := &validator{}
 	c.validatePools(v)
@@ -40,17 +56,7 @@ func (c *Config) validatePools(v *validator) {
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		path := fmt.Sprintf("pools[%d]", i)
-		switch {
-		case p.Name == "":
-			v.addf(path+".name", "required")
-		case len(validation.IsDNS1123Label(p.Name)) > 0:
-			v.addf(path+".name", "%q must be a DNS-1123 label (lower-case letters, digits and '-')", p.Name)
-		default:
-			if j, dup := names[p.Name]; dup {
-				v.addf(path+".name", "%q is already the name of pools[%d]", p.Name, j)
-			}
-			names[p.Name] = i
-		}
+		v.uniqueName(path, "pools", p.Name, i, names)
 		if len(p.Addresses) == 0 {
 			v.addf(path+".addresses", "required: at least one IP, CIDR or FIRST-LAST range")
 		}
@@ -152,17 +158,7 @@ func (c *Config) validateBGP(v *validator) {
 	for i := range c.BGP.Peers {
 		p := &c.BGP.Peers[i]
 		path := fmt.Sprintf("bgp.peers[%d]", i)
-		switch {
-		case p.Name == "":
-			v.addf(path+".name", "required")
-		case len(validation.IsDNS1123Label(p.Name)) > 0:
-			v.addf(path+".name", "%q must be a DNS-1123 label", p.Name)
-		default:
-			if j, dup := names[p.Name]; dup {
-				v.addf(path+".name", "%q is already the name of bgp.peers[%d]", p.Name, j)
-			}
-			names[p.Name] = i
-		}
+		v.uniqueName(path, "bgp.peers", p.Name, i, names)
 		a, err := netip.ParseAddr(p.Address)
 		if err != nil || a.Zone() != "" {
 			v.addf(path+".address", "%q is not an IP address", p.Address)

@@ -68,14 +68,14 @@ func newBGPAgentLab(t *testing.T) *bgpAgentLab {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkNotForbidden(t, n.name+"'s agent", p)
+		checkNotForbidden(t, l.c, n.name+"'s agent", p)
 		n.speaker = p
 		l.nodes = append(l.nodes, n)
 	}
 	ccm := lab.StartProcess(t, t.TempDir(), "ccm", bins.Path("baremetal-cloud-controller-manager"),
 		"--cloud-provider=baremetal", "--cloud-config", cfg, "--kubeconfig", ccmKubeconfig(t, l.c),
 		"--leader-elect=false", "--secure-port=0", "--controllers=service", "-v=2")
-	checkNotForbidden(t, "the CCM", ccm)
+	checkNotForbidden(t, l.c, "the CCM", ccm)
 	return l
 }
 

@@ -46,7 +46,7 @@ func startCCM(t *testing.T, c *lab.Cluster, cfgPath, name string, extra ...strin
 		"-v=2",
 	}, extra...)
 	p := lab.StartProcess(t, c.Dir, name, args...)
-	checkNotForbidden(t, name, p)
+	checkNotForbidden(t, c, name, p)
 	return &ccm{proc: p, port: port}
 }
 

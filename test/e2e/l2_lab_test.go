@@ -143,7 +143,7 @@ func (l *l2Lab) startAgent(nd *l2Node) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	checkNotForbidden(l.t, nd.name+"'s "+name, p)
+	checkNotForbidden(l.t, l.c, nd.name+"'s "+name, p)
 	nd.agent = p
 }
 
@@ -160,7 +160,7 @@ func (l *l2Lab) startCCM() {
 	l.ccm = lab.StartProcess(l.t, l.t.TempDir(), "ccm", bins.Path("baremetal-cloud-controller-manager"),
 		"--cloud-provider=baremetal", "--cloud-config", l.cfgPath, "--kubeconfig", ccmKubeconfig(l.t, l.c),
 		"--leader-elect=false", "--secure-port=0", "--controllers=service", "-v=2")
-	checkNotForbidden(l.t, "the CCM", l.ccm)
+	checkNotForbidden(l.t, l.c, "the CCM", l.ccm)
 }
 
 func (l *l2Lab) node(name string) *l2Node {

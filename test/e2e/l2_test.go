@@ -221,9 +221,7 @@ func TestL2(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		if err := l.c.StartAPIServer(ctx); err != nil {
-			t.Fatal(err)
-		}
+		restartAPIServer(ctx, t, l.c)
 		restarted := metav1.Now()
 		// Watches reconnect with backoff; give agents time to flap if
 		// they were going to.

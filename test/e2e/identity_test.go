@@ -85,10 +85,15 @@ func agentKubeconfig(t testing.TB, c *lab.Cluster, h *lab.Host) string {
 func checkNotForbidden(t testing.TB, c *lab.Cluster, name string, p *lab.Process) {
 	t.Helper()
 	t.Cleanup(func() {
+		var refused []string
 		for _, line := range strings.Split(p.Logs(), "\n") {
 			if strings.Contains(strings.ToLower(line), "forbidden") && !duringRestart(c, line) {
-				t.Errorf("%s was refused by RBAC (deploy/base/*-rbac.yaml lacks a rule): %s", name, line)
+				refused = append(refused, line)
 			}
+		}
+		if len(refused) > 0 {
+			t.Errorf("%s was refused by RBAC %d times (deploy/base/*-rbac.yaml lacks a rule); the first:\n%s",
+				name, len(refused), strings.Join(refused[:min(3, len(refused))], "\n"))
 		}
 	})
 }

@@ -12,9 +12,24 @@ type Range struct {
 	Last  netip.Addr
 }
 
+// ipv4Mapped is ::ffff:0:0/96: IPv4 addresses written as IPv6. No VIP may
+// be one of them; an IPv4 address belongs in an IPv4 range.
+var ipv4Mapped = Range{First: netip.MustParseAddr("::ffff:0.0.0.0"), Last: netip.MustParseAddr("::ffff:255.255.255.255")}
+
 // ParseRange parses "IP", "CIDR" or "FIRST-LAST". A CIDR must be given by its
 // network address so that a typo like 192.0.2.7/24 is caught, not widened.
 func ParseRange(s string) (Range, error) {
+	r, err := parseRange(s)
+	if err != nil {
+		return Range{}, err
+	}
+	if r.Overlaps(ipv4Mapped) {
+		return Range{}, fmt.Errorf("%q includes IPv4-mapped addresses (::ffff:0:0/96); write IPv4 addresses in IPv4 form", strings.TrimSpace(s))
+	}
+	return r, nil
+}
+
+func parseRange(s string) (Range, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return Range{}, fmt.Errorf("empty address")

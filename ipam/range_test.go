@@ -31,6 +31,8 @@ func TestParseRange(t *testing.T) {
 		{in: "fe80::%eth0/64", err: "is not a valid CIDR"},
 		{in: "::ffff:192.0.2.1", err: "IPv4-mapped"},
 		{in: "::ffff:192.0.2.0/120", err: "IPv4-mapped"},
+		{in: "::/80", err: "includes IPv4-mapped addresses"},
+		{in: "::fffe:ffff:ffff-::1:0:0:1", err: "includes IPv4-mapped addresses"},
 		{in: "192.0.2.1-", err: "is not an IP address"},
 	}
 	for _, tt := range tests {

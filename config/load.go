@@ -105,10 +105,8 @@ func cleanYAMLError(err error, root *yaml.Node) error {
 	if !errors.As(err, &te) || root == nil {
 		return fmt.Errorf("invalid YAML: %w", err)
 	}
-	paths := map[int]string{}
-	indexLines(root, "", paths)
-	keys := map[int][]keyRef{}
-	indexKeys(root, "", keys)
+	paths, keys := map[int]string{}, map[int][]keyRef{}
+	index(root, "", paths, keys)
 	var errs ValidationErrors
 	for _, msg := range te.Errors {
 		if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
@@ -132,56 +130,37 @@ func cleanYAMLError(err error, root *yaml.Node) error {
 	return errs
 }
 
-// indexLines records, for every line holding a mapping key or sequence
-// item, the field path of that node.
-func indexLines(n *yaml.Node, path string, out map[int]string) {
+// keyRef is a mapping key and its field path.
+type keyRef struct{ name, path string }
+
+// index walks the document once. lines gets, for every line holding a
+// mapping key or sequence item, the field path of that node; keys gets
+// every mapping key by line, so that an unknown field is named by its own
+// path even when several mappings share a line
+// ("nodeSelector: {matchLabels: {}, bogus: 1}").
+func index(n *yaml.Node, path string, lines map[int]string, keys map[int][]keyRef) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			indexLines(c, path, out)
+			index(c, path, lines, keys)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := joinPath(path, k.Value)
-			if _, ok := out[k.Line]; !ok {
-				out[k.Line] = p
+			if _, ok := lines[k.Line]; !ok {
+				lines[k.Line] = p
 			}
-			indexLines(v, p, out)
+			keys[k.Line] = append(keys[k.Line], keyRef{name: k.Value, path: p})
+			index(v, p, lines, keys)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			if _, ok := out[c.Line]; !ok || c.Kind != yaml.ScalarNode {
-				out[c.Line] = p
+			if _, ok := lines[c.Line]; !ok || c.Kind != yaml.ScalarNode {
+				lines[c.Line] = p
 			}
-			indexLines(c, p, out)
-		}
-	}
-}
-
-// keyRef is a mapping key and its field path.
-type keyRef struct{ name, path string }
-
-// indexKeys records every mapping key by line, so that an unknown field is
-// named by its own path even when several mappings share a line
-// ("nodeSelector: {matchLabels: {}, bogus: 1}").
-func indexKeys(n *yaml.Node, path string, out map[int][]keyRef) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			indexKeys(c, path, out)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := joinPath(path, k.Value)
-			out[k.Line] = append(out[k.Line], keyRef{name: k.Value, path: p})
-			indexKeys(v, p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			indexKeys(c, fmt.Sprintf("%s[%d]", path, i), out)
+			index(c, p, lines, keys)
 		}
 	}
 }

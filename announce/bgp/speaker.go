@@ -344,42 +344,28 @@ func (s *Speaker) Peers() []PeerStatus {
 func (s *Speaker) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	ctx, cancel, ok := s.beginStop(ctx)
+	if !ok {
 		return nil
 	}
-	s.stopped = true
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, stopWait)
-		defer cancel()
-	}
-	var errs []error
-	for prefix, e := range s.paths {
-		if err := s.withdraw(ctx, e); err != nil {
-			errs = append(errs, err)
-		}
-		delete(s.paths, prefix)
-	}
-	// The shutdown notification is queued behind the withdrawals on each
-	// session, so a router sees every withdrawal before the session ends.
-	for _, e := range s.peers {
-		if e.spec == nil {
-			continue
-		}
-		if err := s.server.ShutdownPeer(ctx, &api.ShutdownPeerRequest{
-			Address: e.cfg.Addr.String(), Communication: shutdownCommunication,
-		}); err != nil {
-			errs = append(errs, fmt.Errorf("closing the session with BGP peer %q: %w", e.cfg.Name, err))
-		}
-	}
-	if err := s.waitSessionsClosed(ctx, nil); err != nil {
-		errs = append(errs, err)
-	}
+	defer cancel()
+	err := s.leave(ctx, func(string) bool { return false })
 	s.shutdownServer(ctx)
-	if err := s.bind(nil); err != nil {
-		errs = append(errs, err)
+	return errors.Join(err, s.bind(nil))
+}
+
+// beginStop marks the speaker stopped (false if it already was) and bounds
+// ctx by stopWait unless the caller gave a deadline.
+func (s *Speaker) beginStop(ctx context.Context) (context.Context, context.CancelFunc, bool) {
+	if s.stopped {
+		return ctx, func() {}, false
 	}
-	return errors.Join(errs...)
+	s.stopped = true
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, stopWait)
+	return ctx, cancel, true
 }
 
 // Detach readies the speaker for the process to exit and come back (an
@@ -393,31 +379,34 @@ func (s *Speaker) Stop(ctx context.Context) error {
 func (s *Speaker) Detach(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	ctx, cancel, ok := s.beginStop(ctx)
+	if !ok {
 		return nil
 	}
-	s.stopped = true
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, stopWait)
-		defer cancel()
-	}
+	defer cancel()
 	keep := map[string]bool{}
 	for name, e := range s.peers {
 		keep[name] = e.spec != nil && e.cfg.GracefulRestart
 	}
+	return s.leave(ctx, func(peer string) bool { return keep[peer] })
+}
+
+// leave withdraws every path from the peers keep refuses, then closes their
+// sessions. The shutdown notification is queued behind the withdrawals on
+// each session, so a router sees every withdrawal before the session ends.
+func (s *Speaker) leave(ctx context.Context, keep func(peer string) bool) error {
 	var errs []error
 	for prefix, e := range s.paths {
 		ad := e.ad
-		ad.Peers = slices.DeleteFunc(slices.Clone(ad.Peers), func(p string) bool { return !keep[p] })
-		if len(ad.Peers) == len(e.ad.Peers) {
-			continue
-		}
+		ad.Peers = slices.DeleteFunc(slices.Clone(ad.Peers), func(p string) bool { return !keep(p) })
 		if len(ad.Peers) == 0 {
 			if err := s.withdraw(ctx, e); err != nil {
 				errs = append(errs, err)
 			}
 			delete(s.paths, prefix)
+			continue
+		}
+		if len(ad.Peers) == len(e.ad.Peers) {
 			continue
 		}
 		// The same path minus the other peers' markers: gobgp withdraws
@@ -433,7 +422,7 @@ func (s *Speaker) Detach(ctx context.Context) error {
 		s.paths[prefix] = w
 	}
 	for name, e := range s.peers {
-		if e.spec == nil || keep[name] {
+		if e.spec == nil || keep(name) {
 			continue
 		}
 		if err := s.server.ShutdownPeer(ctx, &api.ShutdownPeerRequest{
@@ -442,7 +431,7 @@ func (s *Speaker) Detach(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("closing the session with BGP peer %q: %w", name, err))
 		}
 	}
-	if err := s.waitSessionsClosed(ctx, func(addr string) bool { return !keep[s.peerName(addr)] }); err != nil {
+	if err := s.waitSessionsClosed(ctx, func(addr string) bool { return !keep(s.peerName(addr)) }); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

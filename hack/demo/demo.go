@@ -681,7 +681,7 @@ func announcerNames(as []announcement) []string {
 func (d *demo) waitNextHops(ctx context.Context, vip netip.Addr, n int, ok func(netip.Addr) bool) ([]netip.Addr, error) {
 	var hops []netip.Addr
 	err := lab.Eventually(ctx, 20*time.Second, 100*time.Millisecond, func() error {
-		var rib map[string][]frrRoute
+		var rib map[string][]lab.FRRRoute
 		if err := d.router.VtyshJSON(ctx, "show ip route json", &rib); err != nil {
 			return err
 		}

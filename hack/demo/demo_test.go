@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
 // The embedded cloud-config must load with the binaries' own loader and
@@ -78,7 +79,7 @@ func TestBGPNextHops(t *testing.T) {
 	    {"prefix": "203.0.113.1/32", "protocol": "static", "selected": false, "nexthops": [
 	      {"ip": "192.0.2.99", "active": true}]}]
 	}`
-	var table map[string][]frrRoute
+	var table map[string][]lab.FRRRoute
 	if err := json.Unmarshal([]byte(rib), &table); err != nil {
 		t.Fatal(err)
 	}

@@ -13,20 +13,9 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
-// frrRoute is one entry of FRR's `show ip route json`.
-type frrRoute struct {
-	Prefix   string `json:"prefix"`
-	Protocol string `json:"protocol"`
-	Selected bool   `json:"selected"`
-	Nexthops []struct {
-		IP     string `json:"ip"`
-		Active bool   `json:"active"`
-	} `json:"nexthops"`
-}
-
 // bgpNextHops returns the active next hops of the selected BGP route to
 // prefix in a `show ip route json` table, sorted.
-func bgpNextHops(rib map[string][]frrRoute, prefix netip.Prefix) []netip.Addr {
+func bgpNextHops(rib map[string][]lab.FRRRoute, prefix netip.Prefix) []netip.Addr {
 	var hops []netip.Addr
 	for _, r := range rib[prefix.String()] {
 		if r.Protocol != "bgp" || !r.Selected {

@@ -317,16 +317,6 @@ type frrBGPPath struct {
 	} `json:"peer"`
 }
 
-type frrRoute struct {
-	Prefix   string `json:"prefix"`
-	Protocol string `json:"protocol"`
-	Selected bool   `json:"selected"`
-	Nexthops []struct {
-		IP     string `json:"ip"`
-		Active bool   `json:"active"`
-	} `json:"nexthops"`
-}
-
 // bgpPaths returns FRR's BGP paths for prefix (none when it has no route).
 func (l *bgpLab) bgpPaths(prefix netip.Prefix) ([]frrBGPPath, error) {
 	afi := "ipv4"
@@ -347,7 +337,7 @@ func (l *bgpLab) ribNextHops(prefix netip.Prefix) ([]string, error) {
 	if prefix.Addr().Is6() {
 		cmd = "show ipv6 route %s json"
 	}
-	var out map[string][]frrRoute
+	var out map[string][]lab.FRRRoute
 	if err := l.router.VtyshJSON(context.Background(), fmt.Sprintf(cmd, prefix), &out); err != nil {
 		return nil, err
 	}

@@ -138,3 +138,15 @@ func (r *Router) Stop() {
 		}
 	})
 }
+
+// FRRRoute is one entry of FRR's `show ip route json` (and `show ipv6 route
+// json`), which maps each prefix to a list of these.
+type FRRRoute struct {
+	Prefix   string `json:"prefix"`
+	Protocol string `json:"protocol"`
+	Selected bool   `json:"selected"`
+	Nexthops []struct {
+		IP     string `json:"ip"`
+		Active bool   `json:"active"`
+	} `json:"nexthops"`
+}

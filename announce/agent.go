@@ -39,6 +39,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -209,13 +210,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		Logger:          a.log.WithName("l2"),
 		GARPInterval:    cfg.NodeAgent.GARP(),
 		HandoverTimeout: handoverBound,
-		Ours: func(ip netip.Addr) bool {
-			_, ok := a.cfg.Load().PoolFor(ip)
-			return ok
-		},
-		IsAgentMAC: a.isAgentMAC,
-		OnChange:   a.onL2Change,
+		IsAgentMAC:      a.isAgentMAC,
+		OnChange:        a.onL2Change,
 	})
+	// VIPs are no longer bound (DESIGN decision 6): remove what an older
+	// agent bound on this node.
+	if removed, err := bind.RemoveLegacy(func(ip netip.Addr) bool {
+		_, ok := a.cfg.Load().PoolFor(ip)
+		return ok
+	}); err != nil || len(removed) > 0 {
+		a.log.Info("Removed VIPs an older agent bound", "addresses", removed, "err", err)
+	}
 	if err := a.startInformers(ctx); err != nil {
 		return err
 	}
@@ -438,7 +443,6 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 
 	held, everHeld, unreachable := a.lease.state()
 	fresh := a.live.Fresh()
-	a.l2.SetYield(!fresh || !held)
 	switch {
 	case !everHeld:
 		// Starting: VIPs bound before a restart stay until this agent

@@ -1,8 +1,8 @@
-// Package bind keeps the set of VIPs bound to a network interface equal to a
-// desired set. VIPs are host routes (/32, /128) so binding one never adds an
-// on-link subnet. Which bound addresses are ours is decided by the caller's
-// predicate (an address inside a configured pool), which also finds VIPs left
-// behind by a crashed agent.
+// Package bind removes the VIPs that agents before v2 bound to network
+// interfaces. Agents no longer bind VIPs (DESIGN decision 6): an agent that
+// starts on a node where an older version bound some calls RemoveLegacy.
+//
+// Set and Bound remain while the BGP speaker still binds on kube-lb0.
 package bind
 
 import (
@@ -15,7 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Set makes the VIPs on link equal to want. Addresses on the link for which
+// Set makes the VIPs on link equal to want.
+//
+// Deprecated: nothing should bind VIPs; kept until announce/bgp stops
+// binding on kube-lb0. Addresses on the link for which
 // ours returns true and that are not wanted are removed; every other address
 // is left alone. It changes nothing that is already right, and reports which
 // addresses it added and removed.
@@ -55,6 +58,8 @@ func Set(link string, want []netip.Addr, ours func(netip.Addr) bool) (added, rem
 }
 
 // Bound returns the host-route addresses on l that ours claims.
+//
+// Deprecated: see Set.
 func Bound(l netlink.Link, ours func(netip.Addr) bool) (map[netip.Addr]bool, error) {
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {

@@ -1,15 +1,20 @@
-// Package l2 makes VIPs reachable on a layer-2 segment: the owner binds each
-// VIP to its announcing interface (the kernel then answers ARP and neighbour
-// solicitations for it), announces it with gratuitous ARP or unsolicited
-// neighbour advertisements, and refreshes those announcements. Before it
-// first binds an address it probes for another host already using it.
+// Package l2 makes VIPs reachable on a layer-2 segment without binding them:
+// the owner answers ARP requests and IPv6 neighbour solicitations for its
+// VIPs itself, from raw sockets, and announces them with gratuitous ARP or
+// unsolicited neighbour advertisements on takeover and every GARPInterval.
+// The kernel never holds a VIP, so a process that dies stops answering and
+// leaves nothing behind. Before it first answers for an address it probes
+// for another host already using it (RFC 5227).
 //
-// An address this node stops owning is handed over, not dropped: it stays
-// bound until another agent announces it (or a bound passes), so that there
-// is no moment in which no node answers.
+// Who owns a VIP is not decided here: Set takes the desired set, and the
+// claims this node hears from other hosts are reported (OnClaim) for the
+// caller to judge. An address this node stops owning is handed over, not
+// dropped: it is still answered until another agent announces it (or
+// HandoverTimeout passes), so that there is no moment nobody answers.
 package l2
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,9 +25,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/vishvananda/netlink"
-
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
+	"k8s.io/utils/clock"
 )
 
 // Defaults for Options left zero.
@@ -34,34 +37,60 @@ const (
 	DefaultHandoverTimeout = 2 * time.Second
 )
 
+const (
+	// handoverGrace keeps answering a handed-over address a little after
+	// the new owner announced it: clients that have not processed that
+	// announcement yet, and requests already on the wire, still get an
+	// answer.
+	handoverGrace = 150 * time.Millisecond
+	// recentClaim is how long another agent's announcement of an owned
+	// address still counts as "taken" for a handover that starts after it
+	// (the new owner may announce before this agent learns that it lost
+	// the address).
+	recentClaim = time.Second
+	// silentProbeFresh is how long a Probe that nobody answered stands in
+	// for the conflict probe of a Set that follows it, so that a takeover
+	// after a probe does not wait for a second one.
+	silentProbeFresh = time.Second
+)
+
 // Options configure an Announcer.
 type Options struct {
 	Logger logr.Logger
+	// Clock is every timer's and Now's source; the real clock if nil.
+	Clock clock.WithTicker
 	// GARPInterval is how often announcements are repeated; 0 turns the
 	// refresh off.
 	GARPInterval time.Duration
-	// BurstCount announcements, BurstGap apart, follow a new binding.
+	// HandoverTimeout bounds how long an address no longer owned is still
+	// answered while waiting for the new owner to announce it.
+	HandoverTimeout time.Duration
+	// BurstCount announcements, BurstGap apart, follow a takeover.
 	BurstCount int
 	BurstGap   time.Duration
-	// ProbeWait is how long a probe waits for another host to answer.
+	// ProbeWait is how long the conflict probe waits for another host.
 	ProbeWait time.Duration
 	// ProbeRetry is how long an address found in use by another host is
 	// left alone before it is probed again.
 	ProbeRetry time.Duration
-	// HandoverTimeout bounds how long an address no longer owned stays
-	// bound while waiting for the new owner to announce it.
-	HandoverTimeout time.Duration
-	// Ours tells the VIPs this agent manages (addresses in a pool) from
-	// other addresses, so that VIPs left by a crash are found and removed.
-	Ours func(netip.Addr) bool
 	// IsAgentMAC reports whether a MAC belongs to a node running an agent:
 	// such a node answering a probe is a handover, not a conflict.
 	IsAgentMAC func(net.HardwareAddr) bool
-	// OnChange is called after a change took effect. It must not block.
+	// OnChange is called after a change took effect, in order, from one
+	// goroutine, never with a lock held. It must not call back into the
+	// Announcer's HandOver.
 	OnChange func(Change)
+	// OnClaim is called when another host says it has an address this
+	// node answers for, probes, or hands over: a gratuitous ARP, an
+	// unsolicited neighbour advertisement, or the answer to a probe. It
+	// runs on a socket's reader and must not block.
+	OnClaim func(iface string, ip netip.Addr, mac net.HardwareAddr)
+
+	// open replaces the raw sockets in tests.
+	open opener
 }
 
-// Announcement is one VIP this node should announce, and where.
+// Announcement is one VIP this node should answer for, and where.
 type Announcement struct {
 	Addr      netip.Addr
 	Interface string
@@ -71,16 +100,25 @@ type Announcement struct {
 type ChangeKind int
 
 const (
-	// Announced: the VIP is bound and the first announcement was sent.
+	// Announced: the VIP is answered and its first announcement was sent.
 	Announced ChangeKind = iota
-	// Withdrawn: the VIP is no longer bound here.
+	// Withdrawn: the VIP is no longer answered here.
 	Withdrawn
-	// Conflict: another host answered the probe; the VIP is not announced.
+	// Conflict: another host (not an agent) answered the probe; the VIP
+	// is not answered, and is probed again after ProbeRetry.
 	Conflict
 )
 
 func (k ChangeKind) String() string {
-	return [...]string{"Announced", "Withdrawn", "Conflict"}[k]
+	switch k {
+	case Announced:
+		return "Announced"
+	case Withdrawn:
+		return "Withdrawn"
+	case Conflict:
+		return "Conflict"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", int(k))
 }
 
 // Change reports a change that took effect.
@@ -88,58 +126,93 @@ type Change struct {
 	Kind      ChangeKind
 	Addr      netip.Addr
 	Interface string
-	MAC       net.HardwareAddr // Conflict: who answered
-	// TakenBy is set on a Withdrawn after a handover: the MAC that
-	// announced the address.
-	TakenBy net.HardwareAddr
+	// MAC is, for a Conflict, the host that answered the probe; for a
+	// Withdrawn at the end of a handover, the agent that took the address
+	// over (nil when the handover timed out).
+	MAC net.HardwareAddr
 }
 
-type phase int
+type state int
 
 const (
-	owned phase = iota
-	handingOver
+	probing     state = iota // conflict probe in flight; not answered yet
+	owned                    // answered and announced
+	handingOver              // answered, not announced; ends when taken or due
+	conflicted               // another host has it; probed again when due
 )
 
-type vip struct {
+// entry is one VIP this node answers for or is about to. due is when its
+// next step is; the announcer's loop takes every step.
+type entry struct {
 	iface     string
-	phase     phase
-	stopBurst context.CancelFunc
-	deadline  *time.Timer // handingOver only
-	reclaimed time.Time   // last reannouncement against another claim
-	taken     bool        // handingOver: the new owner announced it
+	state     state
+	due       time.Time
+	sent      bool // probing: the probe went out
+	burstLeft int  // owned: announcements left in the takeover burst
+	reported  bool // Announced was reported, so Withdrawn will be
+	claimAt   time.Time
+	claimBy   net.HardwareAddr // owned: last agent that announced it too
+	takenBy   net.HardwareAddr // handingOver: the agent that took it
 }
 
-// reclaimEvery limits reannouncements of an owned address that another
-// agent claims, so two agents that disagree do not flood the segment.
+func (e *entry) answering() bool { return e.state == owned || e.state == handingOver }
+
+type actKind int
+
 const (
-	reclaimEvery = 5 * time.Second
-	reclaimDelay = time.Second
+	actJoin actKind = iota
+	actLeave
+	actProbe
+	actAnnounce
+	actReport
 )
 
-// Announcer keeps this node's announced VIPs equal to a desired set.
-type Announcer struct {
-	opts Options
-	log  logr.Logger
-
-	mu        sync.Mutex
-	vips      map[netip.Addr]*vip
-	retryAt   map[netip.Addr]time.Time // addresses found in use by another host
-	sockets   map[string]*sockets
-	yield     bool
-	closed    bool
-	stopTimer chan struct{}
-
-	probeMu sync.Mutex
-	probes  map[netip.Addr]chan net.HardwareAddr
-
-	claims chan claimSeen
-	recent map[netip.Addr]claimSeen // peers' announcements seen lately
+// action is I/O or a callback the loop performs outside the lock.
+type action struct {
+	kind   actKind
+	addr   netip.Addr
+	iface  string
+	change Change
 }
 
-// New returns an Announcer that has bound nothing yet. Call Set (or
-// Cleanup) once at start: it removes VIPs a crashed agent left behind.
+type waiter struct {
+	iface string
+	ch    chan net.HardwareAddr
+}
+
+type silentProbe struct {
+	iface string
+	at    time.Time
+}
+
+// Announcer keeps the VIPs this node answers for equal to a desired set.
+type Announcer struct {
+	opts  Options
+	log   logr.Logger
+	clock clock.WithTicker
+
+	respMu     sync.Mutex
+	responders map[string]*responder
+
+	mu      sync.RWMutex
+	entries map[netip.Addr]*entry
+	waiters map[netip.Addr][]*waiter // Probe calls in flight
+	silent  map[netip.Addr]silentProbe
+	pending []action // queued outside the loop, run by its next pass
+	drained []chan struct{}
+	closed  bool
+
+	kick  chan struct{}
+	syncs chan chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// New returns an Announcer that answers for nothing yet.
 func New(opts Options) *Announcer {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
 	if opts.BurstCount <= 0 {
 		opts.BurstCount = DefaultBurstCount
 	}
@@ -155,545 +228,529 @@ func New(opts Options) *Announcer {
 	if opts.HandoverTimeout <= 0 {
 		opts.HandoverTimeout = DefaultHandoverTimeout
 	}
-	if opts.Ours == nil {
-		opts.Ours = func(netip.Addr) bool { return false }
-	}
 	if opts.IsAgentMAC == nil {
 		opts.IsAgentMAC = func(net.HardwareAddr) bool { return false }
 	}
 	if opts.OnChange == nil {
 		opts.OnChange = func(Change) {}
 	}
+	if opts.OnClaim == nil {
+		opts.OnClaim = func(string, netip.Addr, net.HardwareAddr) {}
+	}
+	if opts.open == nil {
+		opts.open = rawOpener{}
+	}
 	a := &Announcer{
-		opts:      opts,
-		log:       opts.Logger,
-		vips:      map[netip.Addr]*vip{},
-		retryAt:   map[netip.Addr]time.Time{},
-		sockets:   map[string]*sockets{},
-		stopTimer: make(chan struct{}),
-		probes:    map[netip.Addr]chan net.HardwareAddr{},
-		claims:    make(chan claimSeen, 1024),
-		recent:    map[netip.Addr]claimSeen{},
+		opts:       opts,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		responders: map[string]*responder{},
+		entries:    map[netip.Addr]*entry{},
+		waiters:    map[netip.Addr][]*waiter{},
+		silent:     map[netip.Addr]silentProbe{},
+		kick:       make(chan struct{}, 1),
+		syncs:      make(chan chan struct{}),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
-	go a.handleClaims()
-	if opts.GARPInterval > 0 {
-		go a.refresh(opts.GARPInterval)
-	}
+	go a.run()
 	return a
 }
 
-// Set makes the announced VIPs equal to want. New addresses are probed,
-// bound and announced; addresses no longer wanted are handed over. It
-// returns the errors of addresses that could not be changed; the others
-// are applied.
+// Set makes the answered VIPs equal to want and returns at once: new
+// addresses are probed, then answered and announced, by the announcer's
+// loop (OnChange tells when); addresses no longer wanted are handed over.
+// It returns the errors of addresses it could not take on (an interface
+// that is missing, or a socket it cannot open); the others are applied.
 func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return errors.New("announcer is closed")
-	}
 	wanted := make(map[netip.Addr]string, len(want))
-	var fresh []Announcement
+	var errs []error
 	for _, w := range want {
+		if !w.Addr.IsValid() || w.Addr.Is4In6() {
+			errs = append(errs, fmt.Errorf("announcing %q on %s: not an IPv4 or IPv6 address", w.Addr, w.Interface))
+			continue
+		}
+		if other, dup := wanted[w.Addr]; dup && other != w.Interface {
+			errs = append(errs, fmt.Errorf("announcing %s: asked for on both %s and %s; keeping %s", w.Addr, other, w.Interface, other))
+			continue
+		}
+		r, err := a.responder(w.Interface)
+		if err == nil {
+			err = r.ensure(w.Addr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("announcing %s on %s: %w", w.Addr, w.Interface, err))
+			continue
+		}
 		wanted[w.Addr] = w.Interface
-		v, ok := a.vips[w.Addr]
+	}
+
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return errClosed
+	}
+	now := a.clock.Now()
+	for addr, e := range a.entries {
+		iface, ok := wanted[addr]
 		switch {
 		case !ok:
-			if t, found := a.retryAt[w.Addr]; found && time.Now().Before(t) {
-				continue
-			}
-			fresh = append(fresh, w)
-		case v.iface != w.Interface:
-			// Moving to another interface: withdraw there, announce here.
-			a.dropLocked(w.Addr)
-			fresh = append(fresh, w)
-		case v.phase == handingOver:
-			// Ownership came back before the handover finished: the
-			// other node may have announced, so announce again.
-			v.phase = owned
-			v.deadline.Stop()
-			v.deadline = nil
-			v.stopBurst = a.startBurst(w.Addr, w.Interface, a.opts.BurstCount)
+			a.unwantLocked(addr, e, now)
+		case iface != e.iface:
+			a.deleteLocked(addr, e) // answered on the new interface below
+		case e.state == handingOver:
+			// Ownership came back before the handover finished: the other
+			// node may have announced, so announce again.
+			a.log.V(2).Info("Owning the address again; announcing it", "vip", addr, "interface", iface)
+			e.state, e.takenBy = owned, nil
+			e.burstLeft, e.due = a.opts.BurstCount, now
 		}
 	}
-	for addr, v := range a.vips {
-		if _, ok := wanted[addr]; !ok && v.phase == owned {
-			a.handOverLocked(addr, v)
-		}
-	}
-	for addr := range a.retryAt {
-		if _, ok := wanted[addr]; !ok {
-			delete(a.retryAt, addr)
-		}
-	}
-
-	var errs []error
-	conflicts := a.probeAll(fresh)
-	for _, w := range fresh {
-		if mac, ok := conflicts[w.Addr]; ok {
-			a.retryAt[w.Addr] = time.Now().Add(a.opts.ProbeRetry)
-			a.log.Info("Not announcing: another host answers for the address", "vip", w.Addr, "interface", w.Interface, "mac", mac.String())
-			a.opts.OnChange(Change{Kind: Conflict, Addr: w.Addr, Interface: w.Interface, MAC: mac})
+	for addr, iface := range wanted {
+		if _, ok := a.entries[addr]; ok {
 			continue
 		}
-		delete(a.retryAt, w.Addr)
-		a.vips[w.Addr] = &vip{iface: w.Interface, phase: owned}
-	}
-	added, removed, err := a.syncLinksLocked()
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, addr := range removed {
-		a.log.V(2).Info("Removed an address this node no longer owns", "vip", addr)
-	}
-	for _, w := range fresh {
-		v, ok := a.vips[w.Addr]
-		if !ok {
-			continue
+		e := &entry{iface: iface, state: probing, due: now}
+		if s, ok := a.silent[addr]; ok && s.iface == iface && now.Sub(s.at) <= silentProbeFresh {
+			// A Probe just found nobody: that was the conflict probe.
+			e.state, e.burstLeft = owned, a.opts.BurstCount
 		}
-		if !slices.Contains(added, w.Addr) && !a.isBound(w) {
-			delete(a.vips, w.Addr) // binding failed; retried next pass
-			continue
+		a.entries[addr] = e
+		if addr.Is6() {
+			a.pending = append(a.pending, action{kind: actJoin, addr: addr, iface: iface})
 		}
-		if err := a.announceOnce(w.Addr, w.Interface); err != nil {
-			// Bound, so the kernel answers requests; the refresh retries.
-			errs = append(errs, err)
-		}
-		v.stopBurst = a.startBurst(w.Addr, w.Interface, a.opts.BurstCount-1)
-		a.log.V(2).Info("Announcing", "vip", w.Addr, "interface", w.Interface)
-		a.opts.OnChange(Change{Kind: Announced, Addr: w.Addr, Interface: w.Interface})
 	}
+	for addr, s := range a.silent {
+		if now.Sub(s.at) > silentProbeFresh {
+			delete(a.silent, addr)
+		}
+	}
+	a.mu.Unlock()
+	a.wake()
 	return errors.Join(errs...)
 }
 
-// isBound reports whether w is on its interface already (bind.Set does
-// not report addresses that were there before, e.g. after a restart).
-func (a *Announcer) isBound(w Announcement) bool {
-	l, err := netlink.LinkByName(w.Interface)
-	if err != nil {
-		return false
+// unwantLocked starts the handover of an answered address; one still being
+// probed or in conflict is forgotten.
+func (a *Announcer) unwantLocked(addr netip.Addr, e *entry, now time.Time) {
+	switch e.state {
+	case owned:
+		a.handOverLocked(addr, e, now)
+	case probing, conflicted:
+		a.deleteLocked(addr, e)
 	}
-	have, err := bind.Bound(l, func(x netip.Addr) bool { return x == w.Addr })
-	return err == nil && have[w.Addr]
 }
 
-// SetYield makes owned addresses yield to another agent that announces them.
-// The agent turns it on while its view of the cluster is stale (API server
-// unreachable): it keeps announcing what it had, but if a peer with a fresh
-// view took an address over, that peer is right.
-func (a *Announcer) SetYield(on bool) {
-	a.mu.Lock()
-	a.yield = on
-	a.mu.Unlock()
+func (a *Announcer) handOverLocked(addr netip.Addr, e *entry, now time.Time) {
+	e.state, e.burstLeft, e.takenBy = handingOver, 0, nil
+	if e.claimBy != nil && now.Sub(e.claimAt) < recentClaim {
+		a.log.V(2).Info("Another agent already announced the address; handing it over", "vip", addr, "mac", e.claimBy.String())
+		e.takenBy, e.due = e.claimBy, now.Add(handoverGrace)
+		return
+	}
+	a.log.V(2).Info("Handing the address over; answering until another agent announces it", "vip", addr, "timeout", a.opts.HandoverTimeout)
+	e.due = now.Add(a.opts.HandoverTimeout)
 }
 
-// Announced returns the VIPs bound and announced by this node, handovers
-// in progress included.
+// deleteLocked stops answering addr at once; the loop reports it.
+func (a *Announcer) deleteLocked(addr netip.Addr, e *entry) {
+	delete(a.entries, addr)
+	if addr.Is6() {
+		a.pending = append(a.pending, action{kind: actLeave, addr: addr, iface: e.iface})
+	}
+	if e.reported {
+		a.pending = append(a.pending, action{kind: actReport, change: Change{Kind: Withdrawn, Addr: addr, Interface: e.iface, MAC: e.takenBy}})
+	}
+}
+
+// Announced returns the VIPs this node answers for now, handovers in
+// progress included, sorted by address.
 func (a *Announcer) Announced() []Announcement {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]Announcement, 0, len(a.vips))
-	for addr, v := range a.vips {
-		out = append(out, Announcement{Addr: addr, Interface: v.iface})
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := make([]Announcement, 0, len(a.entries))
+	for addr, e := range a.entries {
+		if e.answering() {
+			out = append(out, Announcement{Addr: addr, Interface: e.iface})
+		}
 	}
+	slices.SortFunc(out, func(x, y Announcement) int {
+		return cmp.Or(x.Addr.Compare(y.Addr), cmp.Compare(x.Interface, y.Interface))
+	})
 	return out
 }
 
-// HandOver hands every VIP over and waits, up to the handover timeout, for
-// the new owners to announce them; then it withdraws what is left.
-func (a *Announcer) HandOver(ctx context.Context) error {
+// answers is the responders' decision: answer for ip on iface now?
+func (a *Announcer) answers(iface string, ip netip.Addr) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	e, ok := a.entries[ip]
+	return ok && e.iface == iface && e.answering()
+}
+
+// Probe sends an ARP probe or a neighbour solicitation for ip on iface and
+// returns the MAC of the first host that answers, or a nil MAC and a nil
+// error when nobody answered before ctx ended. A successor calls it before
+// taking a VIP over from a silent owner; a Set that takes ip on iface
+// within a second after a silent Probe skips its own conflict probe.
+func (a *Announcer) Probe(ctx context.Context, iface string, ip netip.Addr) (net.HardwareAddr, error) {
+	if !ip.IsValid() || ip.Is4In6() {
+		return nil, fmt.Errorf("probing %q on %s: not an IPv4 or IPv6 address", ip, iface)
+	}
+	r, err := a.responder(iface)
+	if err == nil {
+		err = r.ensure(ip)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("probing %s on %s: %w", ip, iface, err)
+	}
+	w := &waiter{iface: iface, ch: make(chan net.HardwareAddr, 1)}
 	a.mu.Lock()
-	for addr, v := range a.vips {
-		if v.phase == owned {
-			a.handOverLocked(addr, v)
+	if a.closed {
+		a.mu.Unlock()
+		return nil, errClosed
+	}
+	a.waiters[ip] = append(a.waiters[ip], w)
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.waiters[ip] = slices.DeleteFunc(a.waiters[ip], func(x *waiter) bool { return x == w })
+		if len(a.waiters[ip]) == 0 {
+			delete(a.waiters, ip)
+		}
+		a.mu.Unlock()
+	}()
+	if err := r.probe(ip); err != nil {
+		return nil, err
+	}
+	select {
+	case mac := <-w.ch:
+		return mac, nil
+	case <-ctx.Done():
+		a.mu.Lock()
+		a.silent[ip] = silentProbe{iface: iface, at: a.clock.Now()}
+		a.mu.Unlock()
+		return nil, nil
+	}
+}
+
+// claim handles "ip is at mac" heard on iface from another host. It runs
+// on a socket's reader, so it never waits for I/O.
+func (a *Announcer) claim(iface string, ip netip.Addr, mac net.HardwareAddr) {
+	a.mu.RLock()
+	e, ours := a.entries[ip]
+	ours = ours && e.iface == iface
+	probed := len(a.waiters[ip]) > 0
+	a.mu.RUnlock()
+	if !ours && !probed {
+		return // ARP chatter about other hosts' addresses
+	}
+	agent := a.opts.IsAgentMAC(mac)
+
+	relevant := false
+	a.mu.Lock()
+	now := a.clock.Now()
+	if e, ok := a.entries[ip]; ok && e.iface == iface {
+		relevant = true
+		a.claimLocked(ip, e, mac, agent, now)
+	}
+	for _, w := range a.waiters[ip] {
+		if w.iface == iface {
+			relevant = true
+			select {
+			case w.ch <- mac:
+			default: // a first answer is already there
+			}
 		}
 	}
 	a.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, a.opts.HandoverTimeout+100*time.Millisecond)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		a.mu.Lock()
-		n := len(a.vips)
-		a.mu.Unlock()
-		if n == 0 {
-			return nil
+	a.wake()
+	if relevant {
+		a.opts.OnClaim(iface, ip, mac)
+	}
+}
+
+func (a *Announcer) claimLocked(ip netip.Addr, e *entry, mac net.HardwareAddr, agent bool, now time.Time) {
+	switch e.state {
+	case probing:
+		if agent {
+			// The old owner still answers: a handover in progress. Take
+			// over now; it withdraws when it hears the announcement.
+			a.log.V(2).Info("Another agent answers for the address; taking it over", "vip", ip, "mac", mac.String())
+			e.state, e.burstLeft, e.due = owned, a.opts.BurstCount, now
+			return
 		}
-		select {
-		case <-ctx.Done():
-			return a.WithdrawAll()
-		case <-tick.C:
+		a.log.Info("Not announcing: another host answers for the address", "vip", ip, "interface", e.iface, "mac", mac.String(), "retry", a.opts.ProbeRetry)
+		e.state, e.due = conflicted, now.Add(a.opts.ProbeRetry)
+		a.pending = append(a.pending, action{kind: actReport, change: Change{Kind: Conflict, Addr: ip, Interface: e.iface, MAC: mac}})
+	case owned:
+		if agent {
+			e.claimAt, e.claimBy = now, mac
+		}
+	case handingOver:
+		if agent && e.takenBy == nil {
+			a.log.V(2).Info("Another agent announced the address; withdrawing it", "vip", ip, "mac", mac.String())
+			e.takenBy = mac
+			if grace := now.Add(handoverGrace); grace.Before(e.due) {
+				e.due = grace
+			}
 		}
 	}
 }
 
-// WithdrawAll removes every VIP at once, without handover: what an agent
-// that may no longer own anything (self-fencing) must do.
+// HandOver hands every VIP over: each is answered, no longer announced,
+// until another agent announces it or HandoverTimeout passes; then it
+// returns. If ctx ends first, it withdraws what is left.
+func (a *Announcer) HandOver(ctx context.Context) error {
+	done := make(chan struct{})
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return errClosed
+	}
+	now := a.clock.Now()
+	for addr, e := range a.entries {
+		switch e.state {
+		case owned:
+			a.handOverLocked(addr, e, now)
+		case probing, conflicted:
+			a.deleteLocked(addr, e)
+		}
+	}
+	a.drained = append(a.drained, done)
+	a.mu.Unlock()
+	a.wake()
+	select {
+	case <-done:
+		return nil
+	case <-a.done:
+		return errClosed
+	case <-ctx.Done():
+		return a.WithdrawAll()
+	}
+}
+
+// WithdrawAll stops answering every VIP at once, without handover: what an
+// agent that may no longer own anything (self-fencing) must do.
 func (a *Announcer) WithdrawAll() error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	for addr := range a.vips {
-		a.dropLocked(addr)
+	for addr, e := range a.entries {
+		a.deleteLocked(addr, e)
 	}
-	_, _, err := a.syncLinksLocked()
-	return err
+	a.mu.Unlock()
+	a.wake()
+	return nil
 }
 
-// Close withdraws everything and closes the sockets.
+// Close stops answering everything, reports it, and closes the sockets.
 func (a *Announcer) Close() error {
-	err := a.WithdrawAll()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.closed {
-		return err
+		a.mu.Unlock()
+		return nil
+	}
+	for addr, e := range a.entries {
+		a.deleteLocked(addr, e)
 	}
 	a.closed = true
-	close(a.stopTimer)
-	errs := []error{err}
-	for name, s := range a.sockets {
-		errs = append(errs, s.close())
-		delete(a.sockets, name)
+	a.mu.Unlock()
+	close(a.stop)
+	<-a.done
+	a.respMu.Lock()
+	defer a.respMu.Unlock()
+	var errs []error
+	for name, r := range a.responders {
+		errs = append(errs, r.close())
+		delete(a.responders, name)
 	}
 	return errors.Join(errs...)
 }
 
-// handOverLocked stops announcing addr but keeps it bound until another
-// agent announces it or the handover timeout passes.
-func (a *Announcer) handOverLocked(addr netip.Addr, v *vip) {
-	if v.stopBurst != nil {
-		v.stopBurst()
+// responder returns iface's responder, creating it on first use.
+func (a *Announcer) responder(iface string) (*responder, error) {
+	a.respMu.Lock()
+	defer a.respMu.Unlock()
+	if r, ok := a.responders[iface]; ok {
+		return r, nil
 	}
-	v.phase = handingOver
-	v.taken = false
-	if c, ok := a.recent[addr]; ok && c.iface == v.iface && time.Since(c.at) < recentClaim {
-		v.taken = true
-		a.log.V(2).Info("Another node already announced the address; withdrawing", "vip", addr, "mac", c.mac.String())
-		a.withdrawAfterLocked(addr, v, handoverGrace, c.mac)
-		return
+	select {
+	case <-a.stop:
+		return nil, errClosed
+	default:
 	}
-	a.withdrawAfterLocked(addr, v, a.opts.HandoverTimeout, nil)
-}
-
-// handoverGrace keeps a handed-over address bound a little after the new
-// owner announced it: clients that have not yet processed that
-// announcement, and requests already on the wire, still find it here.
-const handoverGrace = 150 * time.Millisecond
-
-// withdrawAfterLocked withdraws addr, still handing over, after d (again,
-// if a withdrawal was already scheduled).
-func (a *Announcer) withdrawAfterLocked(addr netip.Addr, v *vip, d time.Duration, takenBy net.HardwareAddr) {
-	if v.deadline != nil {
-		v.deadline.Stop()
-	}
-	v.deadline = time.AfterFunc(d, func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if cur, ok := a.vips[addr]; ok && cur == v && v.phase == handingOver {
-			if takenBy == nil {
-				a.log.V(2).Info("Handover timed out; withdrawing", "vip", addr)
-			}
-			a.withdrawLocked(addr, takenBy)
-		}
-	})
-}
-
-// forgetLocked stops addr's timers and forgets it.
-func (a *Announcer) forgetLocked(addr netip.Addr) (*vip, bool) {
-	v, ok := a.vips[addr]
-	if !ok {
-		return nil, false
-	}
-	if v.stopBurst != nil {
-		v.stopBurst()
-	}
-	if v.deadline != nil {
-		v.deadline.Stop()
-	}
-	delete(a.vips, addr)
-	return v, true
-}
-
-// dropLocked forgets addr and reports it withdrawn; the caller syncs links.
-func (a *Announcer) dropLocked(addr netip.Addr) {
-	if v, ok := a.forgetLocked(addr); ok {
-		a.opts.OnChange(Change{Kind: Withdrawn, Addr: addr, Interface: v.iface})
-	}
-}
-
-// withdrawLocked unbinds one address now.
-func (a *Announcer) withdrawLocked(addr netip.Addr, takenBy net.HardwareAddr) {
-	v, ok := a.forgetLocked(addr)
-	if !ok {
-		return
-	}
-	if _, _, err := bind.Set(v.iface, a.boundOn(v.iface), a.opts.Ours); err != nil {
-		a.log.Error(err, "Withdrawing a VIP failed; it is retried on the next reconcile", "vip", addr, "interface", v.iface)
-	}
-	a.opts.OnChange(Change{Kind: Withdrawn, Addr: addr, Interface: v.iface, TakenBy: takenBy})
-}
-
-// boundOn lists the VIPs that should be bound on iface.
-func (a *Announcer) boundOn(iface string) []netip.Addr {
-	var out []netip.Addr
-	for addr, v := range a.vips {
-		if v.iface == iface {
-			out = append(out, addr)
-		}
-	}
-	return out
-}
-
-// syncLinksLocked makes every interface's VIPs equal to a.vips, which also
-// removes VIPs this agent bound before a crash and no longer owns.
-func (a *Announcer) syncLinksLocked() (added, removed []netip.Addr, err error) {
-	ls, err := netlink.LinkList()
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing network interfaces: %w", err)
-	}
-	var errs []error
-	for _, l := range ls {
-		name := l.Attrs().Name
-		if l.Attrs().Flags&net.FlagLoopback != 0 || name == BGPInterface {
-			continue
-		}
-		add, rm, err := bind.Set(name, a.boundOn(name), a.opts.Ours)
-		added = append(added, add...)
-		removed = append(removed, rm...)
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return added, removed, errors.Join(errs...)
-}
-
-func (a *Announcer) socketsFor(name string) (*sockets, error) {
-	if s, ok := a.sockets[name]; ok {
-		return s, nil
-	}
-	s, err := openSockets(name, a.claim, a.log)
+	ifi, err := a.opts.open.Interface(iface)
 	if err != nil {
 		return nil, err
 	}
-	a.sockets[name] = s
-	return s, nil
+	r := newResponder(ifi, a.opts.open, a.clock, a.log, a.answers, a.claim)
+	a.responders[iface] = r
+	return r, nil
 }
 
-func (a *Announcer) announceOnce(addr netip.Addr, iface string) error {
-	s, err := a.socketsFor(iface)
-	if err != nil {
-		return err
+func (a *Announcer) existingResponder(iface string) *responder {
+	a.respMu.Lock()
+	defer a.respMu.Unlock()
+	return a.responders[iface]
+}
+
+func (a *Announcer) wake() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
 	}
-	return s.announce(addr)
 }
 
-// startBurst repeats the announcement n more times, BurstGap apart.
-func (a *Announcer) startBurst(addr netip.Addr, iface string, n int) context.CancelFunc {
-	ctx, cancel := context.WithCancel(context.Background())
-	if n <= 0 {
-		return cancel
-	}
-	go func() {
-		t := time.NewTicker(a.opts.BurstGap)
-		defer t.Stop()
-		for i := 0; i < n; i++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			a.mu.Lock()
-			err := a.announceOnce(addr, iface)
-			a.mu.Unlock()
-			if err != nil {
-				a.log.Error(err, "Sending an announcement failed", "vip", addr, "interface", iface)
-			}
-		}
-	}()
-	return cancel
-}
-
-// refresh repeats every owned VIP's announcement, so that hosts that
-// missed or expired it learn it again.
-func (a *Announcer) refresh(every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
+// run is the announcer's loop: every timed step (probe ends, announcements,
+// handover deadlines, conflict retries) and every callback happens here,
+// so no timer is started under a lock and OnChange calls come in order.
+func (a *Announcer) run() {
+	defer close(a.done)
+	t := a.clock.NewTimer(time.Hour)
+	t.Stop()
+	var syncs []chan struct{}
 	for {
-		select {
-		case <-a.stopTimer:
-			return
-		case <-t.C:
+		next := a.pass()
+		for _, ch := range syncs {
+			close(ch)
 		}
-		a.mu.Lock()
-		for addr, v := range a.vips {
-			if v.phase != owned {
+		syncs = nil
+		if !next.IsZero() {
+			t.Reset(max(next.Sub(a.clock.Now()), 0))
+		}
+		select {
+		case <-a.stop:
+			t.Stop()
+			a.pass() // report what Close withdrew
+			a.mu.Lock()
+			for _, ch := range a.drained {
+				close(ch)
+			}
+			a.drained = nil
+			a.mu.Unlock()
+			return
+		case <-t.C():
+		case <-a.kick:
+		case ch := <-a.syncs:
+			syncs = append(syncs, ch)
+		}
+		t.Stop()
+	}
+}
+
+// flush waits for one full pass of the loop (tests: after a clock step).
+func (a *Announcer) flush() {
+	ch := make(chan struct{})
+	select {
+	case a.syncs <- ch:
+		<-ch
+	case <-a.done:
+	}
+}
+
+// pass takes every step that is due, then performs the I/O and callbacks
+// outside the lock. It returns when the next step is due (zero: none).
+func (a *Announcer) pass() time.Time {
+	a.mu.Lock()
+	now := a.clock.Now()
+	acts := a.pending
+	a.pending = nil
+	var next time.Time
+	for addr, e := range a.entries {
+		acts = a.stepLocked(addr, e, now, acts)
+		if _, ok := a.entries[addr]; ok && !e.due.IsZero() && (next.IsZero() || e.due.Before(next)) {
+			next = e.due
+		}
+	}
+	a.mu.Unlock()
+
+	for _, act := range acts {
+		a.perform(act)
+	}
+
+	a.mu.Lock()
+	if len(a.drained) > 0 && !a.answeringLocked() {
+		for _, ch := range a.drained {
+			close(ch)
+		}
+		a.drained = nil
+	}
+	a.mu.Unlock()
+	return next
+}
+
+func (a *Announcer) answeringLocked() bool {
+	for _, e := range a.entries {
+		if e.answering() {
+			return true
+		}
+	}
+	return false
+}
+
+// stepLocked takes addr's due steps, appending the I/O they need.
+func (a *Announcer) stepLocked(addr netip.Addr, e *entry, now time.Time, acts []action) []action {
+	for !e.due.IsZero() && !now.Before(e.due) {
+		switch e.state {
+		case probing:
+			if !e.sent {
+				e.sent, e.due = true, now.Add(a.opts.ProbeWait)
+				acts = append(acts, action{kind: actProbe, addr: addr, iface: e.iface})
 				continue
 			}
-			if err := a.announceOnce(addr, v.iface); err != nil {
-				a.log.Error(err, "Refreshing an announcement failed", "vip", addr, "interface", v.iface)
+			// Nobody answered: the address is free.
+			e.state, e.burstLeft, e.due = owned, a.opts.BurstCount, now
+		case owned:
+			acts = append(acts, action{kind: actAnnounce, addr: addr, iface: e.iface})
+			if !e.reported {
+				e.reported = true
+				a.log.V(2).Info("Answering and announcing", "vip", addr, "interface", e.iface)
+				acts = append(acts, action{kind: actReport, change: Change{Kind: Announced, Addr: addr, Interface: e.iface}})
 			}
+			e.due = time.Time{}
+			if e.burstLeft--; e.burstLeft > 0 {
+				e.due = now.Add(a.opts.BurstGap)
+			} else if a.opts.GARPInterval > 0 {
+				e.due = now.Add(a.opts.GARPInterval)
+			}
+		case handingOver:
+			if e.takenBy == nil {
+				a.log.V(2).Info("Handover timed out; withdrawing", "vip", addr)
+			}
+			a.deleteLocked(addr, e)
+			acts = append(acts, a.pending...)
+			a.pending = nil
+			return acts
+		case conflicted:
+			e.state, e.sent, e.due = probing, false, now
 		}
-		a.mu.Unlock()
 	}
+	return acts
 }
 
-// probeAll probes every address in batch at once and waits one ProbeWait
-// for answers. It returns the addresses another (non-agent) host answered
-// for, with that host's MAC. An answer from an agent's node is a handover
-// in progress and ends that address's wait early.
-func (a *Announcer) probeAll(batch []Announcement) map[netip.Addr]net.HardwareAddr {
-	if len(batch) == 0 {
-		return nil
-	}
-	waiting := map[netip.Addr]chan net.HardwareAddr{}
-	a.probeMu.Lock()
-	for _, w := range batch {
-		ch := make(chan net.HardwareAddr, 8)
-		a.probes[w.Addr] = ch
-		waiting[w.Addr] = ch
-	}
-	a.probeMu.Unlock()
-	defer func() {
-		a.probeMu.Lock()
-		for _, w := range batch {
-			delete(a.probes, w.Addr)
-		}
-		a.probeMu.Unlock()
-	}()
-
-	for _, w := range batch {
-		s, err := a.socketsFor(w.Interface)
-		if err == nil {
-			err = s.probe(w.Addr)
-		}
-		if err != nil {
-			// Without a probe the address is announced anyway: a conflict
-			// check must not keep a Service unreachable.
-			a.log.Error(err, "Probing an address failed; announcing it unprobed", "vip", w.Addr, "interface", w.Interface)
-			delete(waiting, w.Addr)
-		}
-	}
-	conflicts := map[netip.Addr]net.HardwareAddr{}
-	deadline := time.NewTimer(a.opts.ProbeWait)
-	defer deadline.Stop()
-	for len(waiting) > 0 {
-		progressed := false
-		for addr, ch := range waiting {
-			select {
-			case mac := <-ch:
-				progressed = true
-				if a.opts.IsAgentMAC(mac) {
-					delete(waiting, addr)
-				} else {
-					conflicts[addr] = mac
-					delete(waiting, addr)
-				}
-			default:
-			}
-		}
-		if progressed {
-			continue
-		}
-		select {
-		case <-deadline.C:
-			return conflicts
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	return conflicts
-}
-
-// claim handles "ip is at mac" seen on iface. It runs on a socket's reader
-// goroutine, which must never wait for a.mu: Set holds a.mu while a probe
-// waits for that same reader. So it answers probes directly and queues the
-// rest for handleClaims.
-func (a *Announcer) claim(iface string, ip netip.Addr, mac net.HardwareAddr) {
-	a.probeMu.Lock()
-	ch, probing := a.probes[ip]
-	a.probeMu.Unlock()
-	if probing {
-		select {
-		case ch <- mac:
-		default:
-		}
+// perform does one action's I/O or callback.
+func (a *Announcer) perform(act action) {
+	if act.kind == actReport {
+		a.opts.OnChange(act.change)
 		return
 	}
-	select {
-	case a.claims <- claimSeen{iface: iface, ip: ip, mac: mac, at: time.Now()}:
-	default:
-		// An ARP storm: dropping a claim only delays a handover to its
-		// timeout.
+	r := a.existingResponder(act.iface)
+	if r == nil {
+		return
 	}
-}
-
-type claimSeen struct {
-	iface string
-	ip    netip.Addr
-	mac   net.HardwareAddr
-	at    time.Time
-}
-
-// recentClaim is how long a peer's announcement still counts for a
-// handover that starts after it was seen (the new owner may announce
-// before this agent learns that it lost the address).
-const recentClaim = time.Second
-
-// handleClaims finishes handovers (and, when yielding, gives addresses up)
-// when another agent announces an address this node holds.
-func (a *Announcer) handleClaims() {
-	for {
-		select {
-		case <-a.stopTimer:
-			return
-		case c := <-a.claims:
-			agent := a.opts.IsAgentMAC(c.mac)
-			a.log.V(4).Info("Address claim seen", "vip", c.ip, "mac", c.mac.String(), "interface", c.iface, "agent", agent)
-			if !agent {
-				continue
-			}
-			a.mu.Lock()
-			a.recent[c.ip] = c
-			v, ok := a.vips[c.ip]
-			switch {
-			case !ok || v.iface != c.iface:
-			case v.phase == handingOver:
-				if !v.taken {
-					v.taken = true
-					a.log.V(2).Info("Another node announced the address; withdrawing", "vip", c.ip, "mac", c.mac.String())
-					a.withdrawAfterLocked(c.ip, v, handoverGrace, c.mac)
-				}
-			case a.yield:
-				a.log.V(2).Info("Another node with a fresher view announced the address; yielding it", "vip", c.ip, "mac", c.mac.String())
-				a.withdrawLocked(c.ip, c.mac)
-			case time.Since(v.reclaimed) > reclaimEvery:
-				// A peer took the address over early (it suspected this
-				// node dead) and will hand it back: win the clients back.
-				// Wait a little first: if this node is in fact losing the
-				// address, its own view catches up and it hands over.
-				v.reclaimed = time.Now()
-				ip, mac := c.ip, c.mac
-				time.AfterFunc(reclaimDelay, func() {
-					a.mu.Lock()
-					defer a.mu.Unlock()
-					if cur, ok := a.vips[ip]; !ok || cur != v || v.phase != owned || a.closed {
-						return
-					}
-					a.log.V(2).Info("Another node announced an address this node owns; announcing it again", "vip", ip, "mac", mac.String())
-					if v.stopBurst != nil {
-						v.stopBurst()
-					}
-					if err := a.announceOnce(ip, v.iface); err != nil {
-						a.log.Error(err, "Reannouncing failed", "vip", ip)
-					}
-					v.stopBurst = a.startBurst(ip, v.iface, a.opts.BurstCount-1)
-				})
-			}
-			for ip, old := range a.recent {
-				if time.Since(old.at) > recentClaim {
-					delete(a.recent, ip)
-				}
-			}
-			a.mu.Unlock()
-		}
+	var err error
+	switch act.kind {
+	case actJoin:
+		err = r.watch(act.addr)
+	case actLeave:
+		err = r.unwatch(act.addr)
+	case actProbe:
+		// Without a probe the address is answered anyway when the wait
+		// ends: a conflict check must not keep a Service unreachable.
+		err = r.probe(act.addr)
+	case actAnnounce:
+		err = r.announce(act.addr)
+	}
+	if err != nil {
+		a.log.Error(err, "Layer-2 I/O failed", "vip", act.addr, "interface", act.iface)
 	}
 }

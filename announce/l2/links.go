@@ -6,11 +6,9 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-)
 
-// BGPInterface is where BGP nodes bind VIPs; the layer-2 announcer never
-// touches it.
-const BGPInterface = "kube-lb0"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
+)
 
 // Link is what the announcer needs to know about one interface.
 type Link struct {
@@ -18,7 +16,7 @@ type Link struct {
 	Up       bool // administratively up and with carrier
 	MAC      net.HardwareAddr
 	Prefixes []netip.Prefix // on-link subnets (host routes excluded)
-	Addrs    []netip.Addr   // every address, VIPs included
+	Addrs    []netip.Addr   // every address of the link
 }
 
 // Links is a snapshot of the node's interfaces, read once per reconcile so
@@ -34,7 +32,7 @@ func ReadLinks() (Links, error) {
 	out := make(Links, 0, len(ls))
 	for _, l := range ls {
 		attrs := l.Attrs()
-		if attrs.Flags&net.FlagLoopback != 0 || attrs.Name == BGPInterface {
+		if attrs.Flags&net.FlagLoopback != 0 || attrs.Name == bind.LegacyBGPInterface {
 			continue
 		}
 		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)

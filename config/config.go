@@ -29,8 +29,17 @@ const (
 	DefaultGARPInterval  = 10 * time.Second
 	DefaultBGPPort       = 179
 	DefaultHoldTime      = 90 * time.Second
-	DefaultKeepaliveTime = 30 * time.Second
 )
+
+// BFD defaults are FRR's, so `bfd: {}` on a peer matches the router's side.
+const (
+	DefaultBFDInterval   = 300 * time.Millisecond
+	DefaultBFDMultiplier = 3
+)
+
+// DefaultKeepalive is the keepalive time of a peer that sets only holdTime:
+// a third of it, as RFC 4271 suggests and routers do.
+func DefaultKeepalive(hold time.Duration) time.Duration { return hold / 3 }
 
 // Config is the whole cloud-config file after defaulting and validation.
 type Config struct {
@@ -66,6 +75,9 @@ type PoolBGP struct {
 	LocalPref           *uint32  `yaml:"localPref"`
 	AggregationLength   *int     `yaml:"aggregationLength"`
 	AggregationLengthV6 *int     `yaml:"aggregationLengthV6"`
+	// WeightByEndpoints advertises the link-bandwidth extended community
+	// in proportion to the node's ready endpoints for the Service.
+	WeightByEndpoints bool `yaml:"weightByEndpoints"`
 }
 
 // BGP holds the speaker settings shared by all agents.
@@ -88,11 +100,22 @@ type Peer struct {
 	SourceAddress   string        `yaml:"sourceAddress"`
 	GracefulRestart bool          `yaml:"gracefulRestart"`
 	NodeSelector    *Selector     `yaml:"nodeSelector"`
+	// LocalASN overrides bgp.asn on this session (MetalLB's myASN), e.g.
+	// an ASN per rack toward its top-of-rack router.
+	LocalASN uint32   `yaml:"localASN"`
+	BFD      *PeerBFD `yaml:"bfd"` // present: run BFD on this session
 
 	// Filled in by validation.
 	Addr         netip.Addr      `yaml:"-"`
 	SourceAddr   netip.Addr      `yaml:"-"`
 	nodeSelector labels.Selector `yaml:"-"`
+}
+
+// PeerBFD are the BFD timers of a session (RFC 5880).
+type PeerBFD struct {
+	ReceiveInterval  time.Duration `yaml:"receiveInterval"`
+	TransmitInterval time.Duration `yaml:"transmitInterval"`
+	DetectMultiplier uint8         `yaml:"detectMultiplier"`
 }
 
 // NodeAgent tunes the agents' liveness and announcement timing.

@@ -402,7 +402,7 @@ nodeAgent:
 		t.Errorf("pool defaults: mode %q, autoAssign %v/%v; want layer2, true/false", lan.Mode, lan.IsAutoAssign(), manual.IsAutoAssign())
 	}
 	a, b := c.BGP.Peers[0], c.BGP.Peers[1]
-	if a.Port != DefaultBGPPort || a.HoldTime != DefaultHoldTime || a.KeepaliveTime != DefaultKeepaliveTime {
+	if a.Port != DefaultBGPPort || a.HoldTime != DefaultHoldTime || a.KeepaliveTime != 30*time.Second {
 		t.Errorf("peer defaults: port %d, hold %s, keepalive %s", a.Port, a.HoldTime, a.KeepaliveTime)
 	}
 	if b.KeepaliveTime != 3*time.Second {

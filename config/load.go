@@ -215,7 +215,18 @@ func (c *Config) setDefaults() {
 			p.HoldTime = DefaultHoldTime
 		}
 		if p.KeepaliveTime == 0 {
-			p.KeepaliveTime = p.HoldTime / 3
+			p.KeepaliveTime = DefaultKeepalive(p.HoldTime)
+		}
+		if b := p.BFD; b != nil {
+			if b.ReceiveInterval == 0 {
+				b.ReceiveInterval = DefaultBFDInterval
+			}
+			if b.TransmitInterval == 0 {
+				b.TransmitInterval = DefaultBFDInterval
+			}
+			if b.DetectMultiplier == 0 {
+				b.DetectMultiplier = DefaultBFDMultiplier
+			}
 		}
 	}
 	if c.NodeAgent.LeaseDuration == 0 {

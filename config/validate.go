@@ -185,8 +185,24 @@ func (c *Config) validateBGP(v *validator) {
 		if p.nodeSelector, err = p.NodeSelector.compile(); err != nil {
 			v.addf(path+".nodeSelector", "%v", err)
 		}
+		if b := p.BFD; b != nil {
+			for _, f := range []struct {
+				name string
+				d    time.Duration
+			}{{"receiveInterval", b.ReceiveInterval}, {"transmitInterval", b.TransmitInterval}} {
+				if f.d < minBFDInterval || f.d > maxBFDInterval {
+					v.addf(path+".bfd."+f.name, "%s is not between %s and %s", f.d, minBFDInterval, maxBFDInterval)
+				}
+			}
+		}
 	}
 }
+
+// BFD intervals the routers accept (FRR: 10ms to 60s).
+const (
+	minBFDInterval = 10 * time.Millisecond
+	maxBFDInterval = 60 * time.Second
+)
 
 func (c *Config) validateNodeAgent(v *validator) {
 	n := c.NodeAgent

@@ -72,15 +72,17 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 			c.note(p.src, "renamed to %q (cloud-config names are DNS-1123 labels)", name)
 		}
 		names[p.name] = name
-		if bgp.ASN == 0 {
-			bgp.ASN = s.MyASN
-		} else if s.MyASN != bgp.ASN {
-			c.note(p.src, "myASN %d differs from %d used by other peers; baremetal has one local ASN (bgp.asn) for all sessions: %d is used", s.MyASN, bgp.ASN, bgp.ASN)
-		}
 		routerIDs[s.RouterID] = true
 		op := outPeer{
 			Name: name, Address: s.Address, ASN: s.ASN, HoldTime: s.HoldTime, KeepaliveTime: s.KeepaliveTime,
 			SourceAddress: s.SrcAddress, GracefulRestart: s.EnableGracefulRestart,
+		}
+		// The first peer's myASN becomes bgp.asn; a peer with another
+		// one keeps it as its localASN (e.g. an ASN per rack).
+		if bgp.ASN == 0 {
+			bgp.ASN = s.MyASN
+		} else if s.MyASN != bgp.ASN {
+			op.LocalASN = s.MyASN
 		}
 		if s.Port != 0 && s.Port != config.DefaultBGPPort {
 			op.Port = s.Port
@@ -98,7 +100,7 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 		}
 		op.NodeSelector = c.firstSelector(p.src, "nodeSelectors", s.NodeSelectors)
 		if s.BFDProfile != "" {
-			c.note(p.src, "bfdProfile %q not carried over: baremetal has no BFD; failure detection relies on holdTime", s.BFDProfile)
+			c.note(p.src, "bfdProfile %q not carried over: give the peer a bfd section (receiveInterval, transmitInterval, detectMultiplier) with the profile's values", s.BFDProfile)
 		}
 		if s.ConnectTime != "" {
 			c.note(p.src, "connectTime %s not carried over: the speaker's retry interval is fixed", s.ConnectTime)

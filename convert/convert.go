@@ -217,7 +217,7 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 			c.addProtocolPool(ref, "bgpAdvertisements", spec.legacy(obj.Metadata.Name))
 		}
 	case "BFDProfile":
-		c.note(ref, "not carried over: baremetal has no BFD; BGP failure detection relies on holdTime")
+		c.note(ref, "not carried over: give each peer that used it a bfd section (receiveInterval, transmitInterval, detectMultiplier) with its values")
 	default:
 		c.note(ref, "skipped: kind %s is not converted", obj.Kind)
 	}
@@ -263,7 +263,7 @@ func (c *converter) readLegacy(ref string, lc legacyConfig) {
 		c.addProtocolPool(fmt.Sprintf("%s address-pools[%d] %q", ref, i, p.Name), "bgp-advertisements", p)
 	}
 	for _, b := range lc.BFDProfiles {
-		c.note(fmt.Sprintf("%s bfd-profiles %q", ref, b.Name), "not carried over: baremetal has no BFD; BGP failure detection relies on holdTime")
+		c.note(fmt.Sprintf("%s bfd-profiles %q", ref, b.Name), "not carried over: give each peer that used it a bfd section (receiveInterval, transmitInterval, detectMultiplier) with its values")
 	}
 }
 

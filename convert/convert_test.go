@@ -230,6 +230,18 @@ func TestFromMetalLB(t *testing.T) {
 			},
 		},
 		{
+			name: "a peer with another myASN keeps it as localASN",
+			inputs: []string{
+				"apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r1}\nspec: {myASN: 64601, peerASN: 64500, peerAddress: 198.51.100.1}\n",
+				"apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r2}\nspec: {myASN: 64602, peerASN: 64500, peerAddress: 198.51.100.2}\n",
+			},
+			check: func(t *testing.T, c *config.Config) {
+				if c.BGP.ASN != 64601 || c.BGP.Peers[0].LocalASN != 0 || c.BGP.Peers[1].LocalASN != 64602 {
+					t.Errorf("bgp.asn %d, localASN %d and %d; want 64601, none and 64602", c.BGP.ASN, c.BGP.Peers[0].LocalASN, c.BGP.Peers[1].LocalASN)
+				}
+			},
+		},
+		{
 			name:      "L2Advertisements for one pool: interfaces merged, node selectors ORed",
 			inputs:    []string{poolDoc("a", "192.0.2.0/28") + "---\n" + l2Adv("x", "[eth1]", "[{matchLabels: {rack: r1}}]") + "---\n" + l2Adv("y", "[eth2]", "[]")},
 			wantNotes: []string{"the interfaces of 2 L2Advertisements are merged"},

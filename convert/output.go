@@ -53,6 +53,7 @@ type outPeer struct {
 	SourceAddress   string       `yaml:"sourceAddress,omitempty"`
 	GracefulRestart bool         `yaml:"gracefulRestart,omitempty"`
 	NodeSelector    *outSelector `yaml:"nodeSelector,omitempty"`
+	LocalASN        uint32       `yaml:"localASN,omitempty"`
 }
 
 type outSelector struct {

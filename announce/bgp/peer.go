@@ -63,7 +63,7 @@ func peerSpec(p config.Peer, connectRetry time.Duration) (*api.Peer, error) {
 	}
 	keepalive := p.KeepaliveTime
 	if keepalive == 0 {
-		keepalive = config.DefaultKeepaliveTime
+		keepalive = config.DefaultKeepalive(hold)
 	}
 	port := uint32(p.Port)
 	if port == 0 {
@@ -73,6 +73,7 @@ func peerSpec(p config.Peer, connectRetry time.Duration) (*api.Peer, error) {
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Addr.String(),
 			PeerAsn:         p.ASN,
+			LocalAsn:        p.LocalASN, // 0: bgp.asn
 			AuthPassword:    password,
 			Description:     p.Name,
 		},

@@ -44,6 +44,7 @@ test-fuzz:
 test-e2e: deps
 	$(GO) test -count=1 -p 1 -timeout 45m $(E2E_FLAGS) ./test/e2e/
 	$(GO) test -count=1 -tags lab -timeout 10m ./deploy/
+	$(GO) test -count=1 -tags lab -timeout 10m ./announce/l2/
 
 test: deps vet test-unit test-fuzz test-e2e
 

@@ -372,7 +372,9 @@ func TestLabProbe(t *testing.T) {
 	}
 	// A Set of the client's address is a conflict, not an announcement.
 	var err error
-	node.do(func() { err = a.Set(t.Context(), []Announcement{{Addr: netip.MustParseAddr("192.0.2.2"), Interface: "n0"}}) })
+	node.do(func() {
+		err = a.Set(t.Context(), []Announcement{{Addr: netip.MustParseAddr("192.0.2.2"), Interface: "n0"}})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

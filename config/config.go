@@ -4,6 +4,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -41,12 +42,25 @@ const (
 // a third of it, as RFC 4271 suggests and routers do.
 func DefaultKeepalive(hold time.Duration) time.Duration { return hold / 3 }
 
+// NamespacePlaceholder is what `baremetal-config convert` writes into a
+// pool's namespaces for MetalLB's namespaceSelectors, which a cloud-config
+// cannot express. It fails validation (ErrNamespacePlaceholder) until a
+// person replaces it.
+const NamespacePlaceholder = "replace-with-namespaces"
+
+// ErrNamespacePlaceholder matches the finding about NamespacePlaceholder.
+var ErrNamespacePlaceholder = errors.New("placeholder namespace left in the cloud-config")
+
 // Config is the whole cloud-config file after defaulting and validation.
 type Config struct {
 	Pools     []Pool         `yaml:"pools"`
 	BGP       BGP            `yaml:"bgp"`
 	NodeAgent NodeAgent      `yaml:"nodeAgent"`
 	Topology  []TopologyRule `yaml:"topology"`
+
+	// Warnings are findings that do not stop the file from loading (no
+	// pools at all, say); the binaries log them, validate prints them.
+	Warnings []*FieldError `yaml:"-"`
 }
 
 // Pool is a set of addresses handed out to Services.

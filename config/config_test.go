@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -65,10 +66,11 @@ topology:
   rgion: b
 `,
 			want: []fieldErr{
-				{"pools[0].nodeSelector.matchLabelz", "unknown field (line 5)"},
-				{"pools[0].bgp.peerz", "unknown field (line 6)"},
-				{"nodeAgent.leaseDurtion", "unknown field (line 8)"},
-				{"topology[0].rgion", "unknown field (line 12)"},
+				{"pools[0].nodeSelector.matchLabelz", "unknown field; did you mean matchLabels? (line 5)"},
+				{"pools[0].bgp.peerz", "unknown field; did you mean peers? (line 6)"},
+				{"pools[0].bgp", "only allowed when mode is bgp (line 6)"},
+				{"nodeAgent.leaseDurtion", "unknown field; did you mean leaseDuration? (line 8)"},
+				{"topology[0].rgion", "unknown field; did you mean region? (line 12)"},
 			},
 		},
 		{
@@ -96,9 +98,95 @@ nodeAgent:
   leaseDuration: banana
 `,
 			want: []fieldErr{
-				{"pools[0].autoAssign", "`maybe` into bool (line 4)"},
-				{"nodeAgent.leaseDuration", "`banana` into time.Duration (line 6)"},
+				{"pools[0].autoAssign", `expected true or false, not "maybe" (line 4)`},
+				{"nodeAgent.leaseDuration", `"banana" is not a duration; write a number with a unit, such as 500ms, 3s or 1m30s (line 6)`},
 			},
+		},
+		{
+			name: "wrong shapes",
+			yaml: `pools:
+  - name: lan
+    addresses: 192.0.2.1
+    namespaces: {a: b}
+    nodeSelector: [rack]
+  - just-a-string
+nodeAgent: 3s
+`,
+			want: []fieldErr{
+				{"pools[0].addresses", `expected a list, not "192.0.2.1" (line 3)`},
+				{"pools[0].namespaces", "expected a list, not a mapping (line 4)"},
+				{"pools[0].nodeSelector", "expected a mapping (key: value), not a list (line 5)"},
+				{"pools[1]", `expected a mapping (key: value), not "just-a-string" (line 6)`},
+				{"nodeAgent", `expected a mapping (key: value), not "3s" (line 7)`},
+			},
+		},
+		{
+			name: "a type error does not stop the other checks",
+			yaml: `pools:
+  - name: lan
+    addresses: [192.0.2.0/28]
+  - name: Bad_Name
+    addresses: [192.0.2.100]
+  - name: lan
+    addresses: [192.0.2.8]
+bgp:
+  asn: 64512
+  peers:
+    - name: tor-a
+      address: 198.51.100.1
+      asn: 64500
+      holdTime: soon
+`,
+			want: []fieldErr{
+				{"pools[1].name", `"Bad_Name" must be a DNS-1123 label (lower-case letters, digits and '-') (line 4)`},
+				{"pools[2].name", `"lan" is already the name of pools[0] (line 6)`},
+				{"pools[2].addresses[0]", `192.0.2.8 overlaps pools[0].addresses[0] (192.0.2.0-192.0.2.15, pool "lan") (line 7)`},
+				{"bgp.peers[0].holdTime", `"soon" is not a duration; write a number with a unit, such as 500ms, 3s or 1m30s (line 14)`},
+			},
+		},
+		{
+			name: "a number where a duration belongs",
+			yaml: `bgp:
+  asn: 64512
+  peers:
+    - {name: tor-a, address: 198.51.100.1, asn: 64500, holdTime: 90, keepaliveTime: 1.5}
+pools:
+  - {name: r, addresses: [203.0.113.1], mode: bgp}
+nodeAgent:
+  garpInterval: 0
+  leaseDuration: 3
+`,
+			want: []fieldErr{
+				{"bgp.peers[0].holdTime", "90 has no unit: write 90s (or ms, m, h) (line 4)"},
+				{"bgp.peers[0].keepaliveTime", "1.5 has no unit: write 1.5s (or ms, m, h) (line 4)"},
+				{"nodeAgent.leaseDuration", "3 has no unit: write 3s (or ms, m, h) (line 9)"},
+			},
+		},
+		{
+			name: "numbers out of range keep their path in flow style",
+			yaml: `pools:
+  - {name: r, addresses: [203.0.113.1], mode: bgp, bgp: {localPref: -5}}
+bgp:
+  asn: 4294967296
+  peers: [{name: tor-a, address: 198.51.100.1, asn: -1, port: 70000, ebgpMultihop: 256}]
+`,
+			want: []fieldErr{
+				{"pools[0].bgp.localPref", "-5 is out of range (0 to 4294967295) (line 2)"},
+				{"bgp.asn", "4294967296 is out of range (0 to 4294967295) (line 4)"},
+				{"pools[0].mode", "bgp pools need bgp.asn to be set (line 2)"},
+				{"bgp.peers[0].asn", "-1 is out of range (0 to 4294967295) (line 5)"},
+				{"bgp.peers[0].port", "70000 is out of range (0 to 65535) (line 5)"},
+				{"bgp.peers[0].ebgpMultihop", "256 is out of range (0 to 255) (line 5)"},
+			},
+		},
+		{
+			name: "a key given twice",
+			yaml: `pools:
+  - name: lan
+    addresses: [192.0.2.1]
+    name: wan
+`,
+			want: []fieldErr{{"pools[0].name", "given twice (first on line 2) (line 4)"}},
 		},
 		// Pools.
 		{
@@ -162,6 +250,50 @@ nodeAgent:
 			},
 		},
 		{
+			name: "addresses nobody can reach",
+			yaml: `pools:
+  - name: a
+    addresses:
+      - 0.0.0.0/0
+      - 0.0.0.0
+      - 127.0.0.1
+      - 126.255.255.250-127.0.0.3
+      - 169.254.10.0/24
+      - 224.0.0.1
+      - 255.255.255.255
+  - name: b
+    addresses: ["::/0", "::", "::1", fe80::/64, "ff02::1", "fe80::/9"]
+  - name: ok
+    addresses: [1.0.0.0/24, 126.255.255.0/24, 223.255.255.255, "2001:db8::/64", "fec0::/10", "fe7f:ffff::/32", "::2-::3"]
+`,
+			want: []fieldErr{
+				{"pools[0].addresses[0]", `0.0.0.0/0 includes 0.0.0.0/8 ("this network", with the unspecified address 0.0.0.0); a pool needs unicast addresses that other hosts can reach (line 4)`},
+				{"pools[0].addresses[1]", `0.0.0.0 includes 0.0.0.0/8`},
+				{"pools[0].addresses[2]", `127.0.0.1 includes 127.0.0.0/8 (loopback)`},
+				{"pools[0].addresses[3]", `126.255.255.250-127.0.0.3 includes 127.0.0.0/8 (loopback)`},
+				{"pools[0].addresses[4]", `169.254.10.0/24 includes 169.254.0.0/16 (link-local)`},
+				{"pools[0].addresses[5]", `224.0.0.1 includes 224.0.0.0/4 (multicast)`},
+				{"pools[0].addresses[6]", `255.255.255.255 includes 240.0.0.0/4 (reserved, with the broadcast address 255.255.255.255)`},
+				{"pools[1].addresses[0]", `"::/0" includes IPv4-mapped addresses`},
+				{"pools[1].addresses[1]", `:: includes :: (the unspecified address)`},
+				{"pools[1].addresses[2]", `::1 includes ::1 (loopback)`},
+				{"pools[1].addresses[3]", `fe80::/64 includes fe80::/10 (link-local)`},
+				{"pools[1].addresses[4]", `ff02::1 includes ff00::/8 (multicast)`},
+				{"pools[1].addresses[5]", `fe80::/9 includes fe80::/10 (link-local)`},
+			},
+		},
+		{
+			name: "the namespace placeholder of convert",
+			yaml: `pools:
+  - name: a
+    addresses: [192.0.2.1]
+    namespaces: [team-a, replace-with-namespaces]
+`,
+			want: []fieldErr{
+				{"pools[0].namespaces[1]", "\"replace-with-namespaces\" is the placeholder `baremetal-config convert` writes for MetalLB's namespaceSelectors: replace it with the names of the namespaces those selectors matched (line 4)"},
+			},
+		},
+		{
 			name: "modes",
 			yaml: `pools:
   - name: lan
@@ -187,6 +319,19 @@ nodeAgent:
 			want: []fieldErr{
 				{"pools[0].interfaces", "only allowed when mode is layer2"},
 				{"pools[0].mode", "bgp pools need bgp.asn to be set"},
+			},
+		},
+		{
+			name: "bgp pool without peers",
+			yaml: `pools:
+  - name: routed
+    addresses: [192.0.2.1]
+    mode: bgp
+bgp:
+  asn: 64512
+`,
+			want: []fieldErr{
+				{"pools[0].mode", "bgp pool but bgp.peers is empty: its addresses would be handed out and never announced; add a peer or use mode: layer2 (line 4)"},
 			},
 		},
 		{
@@ -316,6 +461,20 @@ bgp:
 				{"topology[1]", "needs a zone, a region or both"},
 			},
 		},
+		{
+			name: "topology names are label values",
+			yaml: `topology:
+  - {cidr: 192.0.2.0/26, zone: "rack 1/bad label", region: dc-1}
+  - cidr: 192.0.2.64/26
+    zone: rack-2
+    region: -dc2-
+  - {cidr: 192.0.2.128/26, zone: r_3.b, region: DC.3}
+`,
+			want: []fieldErr{
+				{"topology[0].zone", `"rack 1/bad label" is not a valid label value: a valid label must be an empty string or consist of alphanumeric characters`},
+				{"topology[1].region", `"-dc2-" is not a valid label value`},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,7 +492,10 @@ bgp:
 				if !errors.As(e, &fe) {
 					t.Fatalf("error %q is not a *FieldError", e)
 				}
-				got = append(got, fieldErr{fe.Path, fe.Msg})
+				if fe.Line <= 0 {
+					t.Errorf("%s has no line", fe)
+				}
+				got = append(got, fieldErr{fe.Path, fmt.Sprintf("%s (line %d)", fe.Msg, fe.Line)})
 			}
 			for _, w := range tt.want {
 				if !slices.ContainsFunc(got, func(g fieldErr) bool { return g.path == w.path && strings.Contains(g.msg, w.msg) }) {
@@ -349,7 +511,46 @@ bgp:
 					t.Errorf("message %q does not name %s", err, w.path)
 				}
 			}
+			if tt.name == "the namespace placeholder of convert" && !errors.Is(err, ErrNamespacePlaceholder) {
+				t.Errorf("errors.Is(%v, ErrNamespacePlaceholder) = false", err)
+			}
 		})
+	}
+}
+
+func TestParseAliases(t *testing.T) {
+	c := mustParse(t, `pools:
+  - &base
+    name: lan
+    addresses: [192.0.2.1]
+    nodeSelector: &rack1 {matchLabels: {rack: r1}}
+    namespaces: &teams [team-a, team-b]
+  - <<: *base
+    name: wan
+    addresses: [192.0.2.2]
+    namespaces: *teams
+`)
+	wan, ok := c.Pool("wan")
+	if !ok || !wan.AdmitsNode(map[string]string{"rack": "r1"}) || wan.AdmitsNode(nil) || !slices.Equal(wan.Namespaces, []string{"team-a", "team-b"}) {
+		t.Errorf("merged pool = %+v", wan)
+	}
+	if lan, _ := c.Pool("lan"); !slices.Equal(lan.Addresses, []string{"192.0.2.1"}) {
+		t.Errorf("the anchored pool changed: %+v", lan)
+	}
+
+	// A few lines that expand to millions of values are refused early.
+	var b strings.Builder
+	b.WriteString("pools:\n  - &p\n    name: a\n    addresses: [192.0.2.1]\n    serviceSelector:\n      matchExpressions: &e\n")
+	for i := 0; i < 30; i++ {
+		b.WriteString("        - &r {key: k, operator: In, values: &v [a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r]}\n")
+	}
+	for i := 0; i < 300; i++ {
+		b.WriteString("  - *p\n")
+	}
+	_, err := Parse([]byte(b.String()))
+	var verrs ValidationErrors
+	if !errors.As(err, &verrs) || len(verrs) != 1 || !strings.Contains(err.Error(), "expands to too much data through YAML aliases") {
+		t.Errorf("Parse of an alias bomb = %v, want one error about aliases", err)
 	}
 }
 
@@ -357,8 +558,13 @@ func TestParseRejectsYAML(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"syntax", "pools: [\n", "invalid YAML"},
 		{"tab indentation", "\tpools: []\n", "invalid YAML"},
-		{"two documents", "pools: []\n---\npools:\n  - name: lan\n    addresses: [192.0.2.1]\n", "more than one YAML document"},
-		{"not a mapping", "- a\n- b\n", "into config.Config"},
+		{"two documents", "pools: []\n---\npools:\n  - name: lan\n    addresses: [192.0.2.1]\n", "a second YAML document (after ---): put all settings in one (line 2)"},
+		{"not a mapping", "- a\n- b\n", "expected a mapping (key: value), not a list (line 1)"},
+		{"empty", "", "the file is empty or holds only comments"},
+		{"blank", "\n  \n", "the file is empty or holds only comments"},
+		{"only comments", "# pools:\n#   - name: lan\n", "the file is empty or holds only comments"},
+		{"only a document marker", "---\n", "the file is empty or holds only comments"},
+		{"null", "~\n", "the file is empty or holds only comments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,13 +577,9 @@ func TestParseRejectsYAML(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	for _, empty := range []string{"", "\n# nothing yet\n", "---\n", "{}\n"} {
-		c, err := Parse([]byte(empty))
-		if err != nil {
-			t.Fatalf("Parse(%q): %v", empty, err)
-		}
-		if len(c.Pools) != 0 || c.NodeAgent.LeaseDuration != DefaultLeaseDuration {
-			t.Errorf("Parse(%q) = %+v, want no pools and default timing", empty, c)
+	for _, c := range []*Config{Default(), mustParse(t, "{}\n"), mustParse(t, "pools: []\n")} {
+		if len(c.Pools) != 0 || c.NodeAgent.LeaseDuration != DefaultLeaseDuration || c.NodeAgent.RenewInterval != DefaultRenewInterval {
+			t.Errorf("%+v, want no pools and default timing", c)
 		}
 	}
 	c, err := Parse([]byte(`pools:
@@ -537,7 +739,7 @@ func TestLoadAndRead(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("pools:\n  - name: lan\n    addresses: [192.0.2.9-192.0.2.1]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	want := "cloud-config " + bad + `: pools[0].addresses[0]: "192.0.2.9-192.0.2.1": first address is after last`
+	want := "cloud-config " + bad + `: pools[0].addresses[0]: "192.0.2.9-192.0.2.1": first address is after last (line 3)`
 	if _, err := Load(bad); err == nil || err.Error() != want {
 		t.Errorf("Load(bad) = %v\nwant %s", err, want)
 	}
@@ -581,6 +783,52 @@ func TestParseCommunity(t *testing.T) {
 			}
 			if err != nil || got != tt.want || got.String() != tt.str {
 				t.Errorf("ParseCommunity(%q) = %+v (%s), %v; want %+v (%s)", tt.in, got, got, err, tt.want, tt.str)
+			}
+		})
+	}
+}
+
+func mustParse(t *testing.T, yaml string) *Config {
+	t.Helper()
+	c, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("Parse(%q): %v", yaml, err)
+	}
+	return c
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each warning's Error(): path, message, line
+	}{
+		{name: "none", yaml: "pools: [{name: a, addresses: [192.0.2.1]}]\n"},
+		{
+			name: "no pools",
+			yaml: "nodeAgent: {garpInterval: 0s}\n",
+			want: []string{"pools: no pools: the CCM hands out no addresses, so LoadBalancer Services stay pending (line 1)"},
+		},
+		{
+			name: "no pool assigns automatically",
+			yaml: "pools:\n  - {name: a, addresses: [192.0.2.1], autoAssign: false}\n",
+			want: []string{"pools: every pool has autoAssign: false, so only Services that name a pool or an address get one (line 1)"},
+		},
+		{
+			name: "peers but no bgp pool",
+			yaml: "pools: [{name: a, addresses: [192.0.2.1]}]\nbgp:\n  asn: 64512\n  peers: [{name: r, address: 198.51.100.1, asn: 64500}]\n",
+			want: []string{"bgp.peers: no pool has mode: bgp, so the sessions to these peers announce nothing (line 4)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, tt.yaml)
+			var got []string
+			for _, w := range c.Warnings {
+				got = append(got, w.Error())
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -30,6 +31,13 @@ func FuzzParse(f *testing.F) {
 		"pools: [{name: a, bogus: 1}]\n",
 		"a: &a [*a]\n",
 		"---\n---\n",
+		"# only a comment\n",
+		"pools: [{name: a, addresses: [0.0.0.0/0, fe80::/64, ff02::1, \"::1\", \"::\"]}]\n",
+		"bgp: {asn: 1, peers: [{name: p, address: 198.51.100.1, asn: -1, holdTime: 90}]}\n",
+		"pools:\n  - &b {name: a, addresses: [192.0.2.1]}\n  - {<<: *b, name: b, addresses: [192.0.2.2]}\n",
+		"pools: [{name: a, addresses: [192.0.2.1], namespaces: [replace-with-namespaces]}]\n",
+		"topology: [{cidr: 192.0.2.0/24, zone: \"rack 1/bad label\"}]\n",
+		"pools: [{name: a, adresses: [192.0.2.1], name: b}]\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -42,6 +50,19 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error message")
+			}
+			var errs ValidationErrors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error %v is not a ValidationErrors", err)
+			}
+			for _, e := range errs {
+				var fe *FieldError
+				if !errors.As(e, &fe) {
+					t.Fatalf("finding %v is not a *FieldError", e)
+				}
+				if fe.Path != "" && fe.Line <= 0 {
+					t.Fatalf("finding %v names a field but no line", fe)
+				}
 			}
 			return
 		}

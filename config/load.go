@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,36 +38,96 @@ func Read(r io.Reader) (*Config, error) {
 	return Parse(data)
 }
 
-// Parse decodes a cloud-config strictly: unknown fields are errors naming
-// their path. An empty document is a valid config with no pools.
+// Parse decodes a cloud-config strictly (unknown fields are errors), sets
+// defaults and validates it. Every problem is reported at once: the error is
+// a ValidationErrors of *FieldError, each naming the field path and line.
+// Warnings (a usable file that is probably not what was meant) are in
+// Config.Warnings.
 func Parse(data []byte) (*Config, error) {
 	c := &Config{}
-	if len(bytes.TrimSpace(data)) > 0 {
-		var root yaml.Node
-		if err := yaml.Unmarshal(data, &root); err != nil {
-			return nil, cleanYAMLError(err, nil)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-			return nil, cleanYAMLError(err, &root)
-		}
-		// A second document would otherwise be ignored without a word.
-		var next yaml.Node
-		if err := dec.Decode(&next); err == nil && !isEmptyDocument(&next) {
-			return nil, errors.New("the cloud-config holds more than one YAML document (---); put all settings in one")
-		} else if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("invalid YAML: %w", err)
-		}
+	root, err := parseTree(data)
+	if err != nil {
+		return nil, err
 	}
+	d := &decoder{budget: 2*len(data) + 1000}
+	d.decode(root, "", reflect.ValueOf(c).Elem(), false)
+	// Decoding released the nodes it read; let the rest go too.
+	root = nil
+	if d.bomb != nil {
+		// The other findings would only repeat it.
+		return nil, ValidationErrors{d.bomb}
+	}
+
 	c.setDefaults()
-	if errs := c.validate(); len(errs) > 0 {
+	errs := c.validate()
+	errs = append(d.errs, errs.except(d.errs)...)
+	if len(errs) == 0 && len(c.Warnings) == 0 {
+		return c, nil
+	}
+	// Validation knows paths, not lines: read the file again to find
+	// them. Only files with findings pay for a second parse.
+	if root, err := parseTree(data); err == nil {
+		setLines(root, errs)
+		setLines(root, c.Warnings)
+	}
+	sortByLine(c.Warnings)
+	if len(errs) > 0 {
+		sortByLine(errs)
 		return nil, errs
 	}
 	return c, nil
 }
 
+// Default is the configuration of a CCM started without a cloud-config:
+// no pools; nodes are still initialised.
+func Default() *Config {
+	c := &Config{}
+	c.setDefaults()
+	c.validate()
+	return c
+}
+
+// parseTree parses the one YAML document of a cloud-config.
+func parseTree(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlSyntaxError(err)
+	}
+	if isEmptyDocument(&root) {
+		return nil, ValidationErrors{&FieldError{Msg: ErrEmpty.Error(), Err: ErrEmpty}}
+	}
+	// A second document would otherwise be ignored without a word.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil && !isEmptyDocument(&next) {
+		return nil, ValidationErrors{&FieldError{Line: next.Line, Msg: "a second YAML document (after ---): put all settings in one"}}
+	} else if err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlSyntaxError(err)
+	}
+	return &root, nil
+}
+
+// ErrEmpty is the finding for a file without settings: most likely the
+// wrong ConfigMap key or a file not yet written, and a CCM started on it
+// would hand out nothing.
+var ErrEmpty = errors.New("the file is empty or holds only comments; a cloud-config needs at least one pool (see docs/configuration.md)")
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlSyntaxError turns "yaml: line 3: did not find expected key" into a
+// finding with a line.
+func yamlSyntaxError(err error) error {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return ValidationErrors{&FieldError{Line: line, Msg: "invalid YAML: " + m[2]}}
+	}
+	return ValidationErrors{&FieldError{Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
+}
+
 func isEmptyDocument(n *yaml.Node) bool {
+	if n.Kind == 0 {
+		return true
+	}
 	for _, c := range n.Content {
 		if c.Kind != yaml.ScalarNode || c.Tag != "!!null" {
 			return false
@@ -85,111 +147,147 @@ func (e ValidationErrors) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
-// FieldError is a problem with one field, named by its path in the file.
-type FieldError struct {
-	Path string
-	Msg  string
-}
+// Unwrap lets errors.Is and errors.As look at each finding.
+func (e ValidationErrors) Unwrap() []error { return e }
 
-func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
-
-var (
-	unknownFieldRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type`)
-	yamlLineRE     = regexp.MustCompile(`line (\d+): (.*)`)
-)
-
-// cleanYAMLError rewrites yaml.v3's Go-flavoured messages ("field x not
-// found in type config.Pool") into field paths a user can find in the file.
-func cleanYAMLError(err error, root *yaml.Node) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) || root == nil {
-		return fmt.Errorf("invalid YAML: %w", err)
+// except drops the findings about a field that already has a decoding
+// error, or about a field inside it: "asn: -1" is reported as out of range,
+// not also as missing.
+func (e ValidationErrors) except(decoding ValidationErrors) ValidationErrors {
+	if len(decoding) == 0 {
+		return e
 	}
-	paths, keys := map[int]string{}, map[int][]keyRef{}
-	index(root, "", paths, keys)
-	var errs ValidationErrors
-	for _, msg := range te.Errors {
-		if m := unknownFieldRE.FindStringSubmatch(msg); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			path, ok := takeKey(keys, line, m[2])
-			if !ok {
-				path = joinPath(parentAt(paths, line), m[2])
-			}
-			errs = append(errs, &FieldError{Path: path, Msg: fmt.Sprintf("unknown field (line %d)", line)})
+	bad := make(map[string]bool, len(decoding))
+	for _, err := range decoding {
+		if fe, ok := err.(*FieldError); ok && fe.Path != "" {
+			bad[fe.Path] = true
+		}
+	}
+	var out ValidationErrors
+	for _, err := range e {
+		if fe, ok := err.(*FieldError); ok && coveredBy(fe.Path, bad) {
 			continue
 		}
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			if p, ok := paths[line]; ok {
-				errs = append(errs, &FieldError{Path: p, Msg: strings.TrimPrefix(m[2], "cannot unmarshal ") + fmt.Sprintf(" (line %d)", line)})
-				continue
-			}
-		}
-		errs = append(errs, errors.New(msg))
+		out = append(out, err)
 	}
-	return errs
+	return out
 }
 
-// keyRef is a mapping key and its field path.
-type keyRef struct{ name, path string }
-
-// index walks the document once. lines gets, for every line holding a
-// mapping key or sequence item, the field path of that node; keys gets
-// every mapping key by line, so that an unknown field is named by its own
-// path even when several mappings share a line
-// ("nodeSelector: {matchLabels: {}, bogus: 1}").
-func index(n *yaml.Node, path string, lines map[int]string, keys map[int][]keyRef) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			index(c, path, lines, keys)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := joinPath(path, k.Value)
-			if _, ok := lines[k.Line]; !ok {
-				lines[k.Line] = p
-			}
-			keys[k.Line] = append(keys[k.Line], keyRef{name: k.Value, path: p})
-			index(v, p, lines, keys)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			if _, ok := lines[c.Line]; !ok || c.Kind != yaml.ScalarNode {
-				lines[c.Line] = p
-			}
-			index(c, p, lines, keys)
+func coveredBy(path string, bad map[string]bool) bool {
+	for p := path; p != ""; p = parentPath(p) {
+		if bad[p] {
+			return true
 		}
 	}
+	return false
 }
 
-// takeKey returns the path of the first key called name on line and drops
-// it, so that two unknown keys of one name on a line get their own paths.
-func takeKey(keys map[int][]keyRef, line int, name string) (string, bool) {
-	for i, k := range keys[line] {
-		if k.name == name {
-			keys[line] = append(keys[line][:i:i], keys[line][i+1:]...)
-			return k.path, true
-		}
-	}
-	return "", false
-}
-
-// parentAt returns the path of the mapping that holds the key on line.
-func parentAt(paths map[int]string, line int) string {
-	p, ok := paths[line]
-	if !ok {
-		return ""
-	}
-	if i := strings.LastIndexAny(p, ".["); i >= 0 && p[i] == '.' {
+// parentPath is "pools[0]" for "pools[0].name" and "pools" for "pools[0]".
+func parentPath(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i >= 0 {
 		return p[:i]
 	}
-	if strings.HasSuffix(p, "]") {
-		return p // a sequence item that is itself a mapping: "- bogus: 1"
-	}
 	return ""
+}
+
+// FieldError is one finding, named by the field's path in the file and the
+// line it is on (0 when the file is not to blame for one line).
+type FieldError struct {
+	Path string
+	Line int
+	Msg  string
+	// Err, when set, is a sentinel the finding can be matched with
+	// (errors.Is), e.g. ErrEmpty or ErrNamespacePlaceholder.
+	Err error
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.Path != "" {
+		b.WriteString(e.Path + ": ")
+	}
+	b.WriteString(e.Msg)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " (line %d)", e.Line)
+	}
+	return b.String()
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func sortByLine[E ~[]T, T any](list E) {
+	slices.SortStableFunc(list, func(a, b T) int { return lineOf(a) - lineOf(b) })
+}
+
+func lineOf(v any) int {
+	if fe, ok := v.(*FieldError); ok {
+		return fe.Line
+	}
+	return 0
+}
+
+// setLines fills in the line of findings that have a path but no line.
+func setLines[E ~[]T, T any](root *yaml.Node, list E) {
+	for _, v := range list {
+		if fe, ok := any(v).(*FieldError); ok && fe.Line == 0 && fe.Path != "" {
+			fe.Line = lineAt(root, fe.Path)
+		}
+	}
+}
+
+// lineAt returns the line of the field at path ("pools[1].addresses[0]"),
+// or of the deepest part of the path that is in the file.
+func lineAt(n *yaml.Node, path string) int {
+	line := 0
+	for n != nil {
+		for n.Kind == yaml.AliasNode || n.Kind == yaml.DocumentNode {
+			if n.Kind == yaml.AliasNode {
+				n = n.Alias
+			} else if len(n.Content) > 0 {
+				n = n.Content[0]
+			} else {
+				return line
+			}
+		}
+		line = n.Line
+		if path == "" {
+			return line
+		}
+		var next *yaml.Node
+		if path[0] == '[' {
+			end := strings.IndexByte(path, ']')
+			i, err := strconv.Atoi(path[1:max(end, 1)])
+			if end < 0 || err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+				return line
+			}
+			next, path = n.Content[i], path[end+1:]
+		} else {
+			path = strings.TrimPrefix(path, ".")
+			end := strings.IndexAny(path, ".[")
+			if end < 0 {
+				end = len(path)
+			}
+			key := path[:end]
+			path = path[end:]
+			if n.Kind != yaml.MappingNode {
+				return line
+			}
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == key {
+					if path == "" {
+						return n.Content[i].Line // the key, where an editor should go
+					}
+					next = n.Content[i+1]
+					break
+				}
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	return line
 }
 
 func joinPath(parent, key string) string {

@@ -13,10 +13,17 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
 )
 
-type validator struct{ errs ValidationErrors }
+type validator struct {
+	errs     ValidationErrors
+	warnings []*FieldError
+}
 
 func (v *validator) addf(path, format string, args ...any) {
 	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warnf(path, format string, args ...any) {
+	v.warnings = append(v.warnings, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // uniqueName checks the name of list[i] at path: required, a DNS-1123
@@ -38,9 +45,11 @@ func (v *validator) uniqueName(path, list, name string, i int, seen map[string]i
 func (c *Config) validate() ValidationErrors {
 	v := &validator{}
 	c.validatePools(v)
+	c.warnUnused(v)
 	c.validateBGP(v)
 	c.validateNodeAgent(v)
 	c.validateTopology(v)
+	c.Warnings = v.warnings
 	return v.errs
 }
 
@@ -67,6 +76,10 @@ func (c *Config) validatePools(v *validator) {
 				v.addf(fmt.Sprintf("%s.addresses[%d]", path, j), "%v", err)
 				continue
 			}
+			if why, bad := unusable(r); bad {
+				v.addf(fmt.Sprintf("%s.addresses[%d]", path, j), "%s includes %s; a pool needs unicast addresses that other hosts can reach", s, why)
+				continue
+			}
 			p.Ranges = append(p.Ranges, r)
 			all = append(all, placedRange{Range: r, path: fmt.Sprintf("%s.addresses[%d]", path, j), pool: p.Name})
 		}
@@ -77,17 +90,22 @@ func (c *Config) validatePools(v *validator) {
 			}
 		case ModeBGP:
 			if len(p.Interfaces) > 0 {
-				v.addf(path+".interfaces", "only allowed when mode is layer2 (bgp pools are bound on kube-lb0)")
+				v.addf(path+".interfaces", "only allowed when mode is layer2 (bgp pools are announced as routes, not on an interface)")
 			}
 			if c.BGP.ASN == 0 {
 				v.addf(path+".mode", "bgp pools need bgp.asn to be set")
+			} else if len(c.BGP.Peers) == 0 {
+				v.addf(path+".mode", "bgp pool but bgp.peers is empty: its addresses would be handed out and never announced; add a peer or use mode: layer2")
 			}
 			c.validatePoolBGP(v, path+".bgp", p)
 		default:
 			v.addf(path+".mode", "%q is not a mode; use layer2 or bgp", p.Mode)
 		}
 		for j, ns := range p.Namespaces {
-			if len(validation.IsDNS1123Label(ns)) > 0 {
+			if ns == NamespacePlaceholder {
+				v.errs = append(v.errs, &FieldError{Path: fmt.Sprintf("%s.namespaces[%d]", path, j), Err: ErrNamespacePlaceholder,
+					Msg: fmt.Sprintf("%q is the placeholder `baremetal-config convert` writes for MetalLB's namespaceSelectors: replace it with the names of the namespaces those selectors matched", ns)})
+			} else if len(validation.IsDNS1123Label(ns)) > 0 {
 				v.addf(fmt.Sprintf("%s.namespaces[%d]", path, j), "%q is not a valid namespace name", ns)
 			}
 		}
@@ -121,6 +139,48 @@ func (c *Config) validatePools(v *validator) {
 			v.addf(second.path, "%s overlaps %s (%s, pool %q)", second.Range, first.path, first.Range, first.pool)
 		}
 	}
+}
+
+// The address blocks a pool must not touch, with what they are for. A
+// Service address in them either never leaves the node or is never answered.
+var unusableBlocks = []struct {
+	prefix netip.Prefix
+	what   string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "0.0.0.0/8 (\"this network\", with the unspecified address 0.0.0.0)"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "127.0.0.0/8 (loopback)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "169.254.0.0/16 (link-local)"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "224.0.0.0/4 (multicast)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "240.0.0.0/4 (reserved, with the broadcast address 255.255.255.255)"},
+	{netip.MustParsePrefix("::/128"), ":: (the unspecified address)"},
+	{netip.MustParsePrefix("::1/128"), "::1 (loopback)"},
+	{netip.MustParsePrefix("fe80::/10"), "fe80::/10 (link-local)"},
+	{netip.MustParsePrefix("ff00::/8"), "ff00::/8 (multicast)"},
+}
+
+// unusable says which special block r touches, if any.
+func unusable(r ipam.Range) (string, bool) {
+	for _, b := range unusableBlocks {
+		if r.Overlaps(prefixRange(b.prefix)) {
+			return b.what, true
+		}
+	}
+	return "", false
+}
+
+func prefixRange(p netip.Prefix) ipam.Range {
+	last := p.Addr().AsSlice()
+	for i := range last {
+		bits := p.Bits() - 8*i
+		switch {
+		case bits <= 0:
+			last[i] = 0xff
+		case bits < 8:
+			last[i] |= 0xff >> bits
+		}
+	}
+	l, _ := netip.AddrFromSlice(last)
+	return ipam.Range{First: p.Addr(), Last: l}
 }
 
 func (c *Config) validatePoolBGP(v *validator, path string, p *Pool) {
@@ -204,6 +264,26 @@ const (
 	maxBFDInterval = 60 * time.Second
 )
 
+// warnUnused reports files that load but leave LoadBalancer Services
+// without an address or sessions without a route.
+func (c *Config) warnUnused(v *validator) {
+	if len(c.Pools) == 0 {
+		v.warnf("pools", "no pools: the CCM hands out no addresses, so LoadBalancer Services stay pending")
+		return
+	}
+	auto, bgp := false, false
+	for i := range c.Pools {
+		auto = auto || c.Pools[i].IsAutoAssign()
+		bgp = bgp || c.Pools[i].Mode == ModeBGP
+	}
+	if !auto {
+		v.warnf("pools", "every pool has autoAssign: false, so only Services that name a pool or an address get one")
+	}
+	if !bgp && len(c.BGP.Peers) > 0 {
+		v.warnf("bgp.peers", "no pool has mode: bgp, so the sessions to these peers announce nothing")
+	}
+}
+
 func (c *Config) validateNodeAgent(v *validator) {
 	n := c.NodeAgent
 	if n.LeaseDuration < 0 {
@@ -228,6 +308,13 @@ func (c *Config) validateTopology(v *validator) {
 		t.Prefix = p.Masked()
 		if t.Zone == "" && t.Region == "" {
 			v.addf(path, "needs a zone, a region or both")
+		}
+		// They become the values of the topology.kubernetes.io labels.
+		for _, f := range [2][2]string{{"zone", t.Zone}, {"region", t.Region}} {
+			field, val := f[0], f[1]
+			if msgs := validation.IsValidLabelValue(val); len(msgs) > 0 {
+				v.addf(path+"."+field, "%q is not a valid label value: %s", val, strings.Join(msgs, "; "))
+			}
 		}
 	}
 }

@@ -142,7 +142,7 @@ func (c *converter) buildPool(p pool, peerNames map[string]string) outPool {
 			// Leaving namespaces empty would open the pool to every
 			// namespace; fail closed instead.
 			op.Namespaces = []string{NamespacePlaceholder}
-			c.note(p.src, "serviceAllocation.namespaceSelectors cannot be expressed: the pool is limited to the namespace %q, so no Service can use it until you replace that with the namespaces the selectors matched", NamespacePlaceholder)
+			c.note(p.src, "serviceAllocation.namespaceSelectors cannot be expressed: the pool's namespaces are the placeholder %q, which `baremetal-config validate` and the binaries refuse until you replace it with the namespaces the selectors matched", NamespacePlaceholder)
 		}
 		op.ServiceSelector = c.firstSelector(p.src, "serviceAllocation.serviceSelectors", sa.ServiceSelectors)
 	}

@@ -47,9 +47,9 @@ type Result struct {
 var ErrNothingToConvert = errors.New("no MetalLB configuration found (expected IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer or Community objects, or MetalLB's ConfigMap with a `config` key)")
 
 // NamespacePlaceholder stands in for namespaces MetalLB chose by label
-// selector, which the cloud-config cannot express; it keeps such a pool
-// closed until a person lists the namespaces.
-const NamespacePlaceholder = "replace-with-namespaces"
+// selector, which the cloud-config cannot express: the output does not
+// validate until a person lists the namespaces.
+const NamespacePlaceholder = config.NamespacePlaceholder
 
 // PasswordDir is where converted peers expect their TCP MD5 password files:
 // the directory the deploy/ manifests mount the password Secret into.
@@ -75,10 +75,25 @@ func FromMetalLB(sources ...Source) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Config: data, Notes: c.notes}
-	if _, err := config.Parse(data); err != nil {
+	if _, err := config.Parse(data); err != nil && !onlyPlaceholders(err) {
 		return res, fmt.Errorf("the converted cloud-config is not valid, so the MetalLB input was not valid either or uses something baremetal cannot express: %w", err)
 	}
 	return res, nil
+}
+
+// onlyPlaceholders reports whether every finding is the namespace
+// placeholder, which the output carries on purpose.
+func onlyPlaceholders(err error) bool {
+	var errs config.ValidationErrors
+	if !errors.As(err, &errs) {
+		return false
+	}
+	for _, e := range errs {
+		if !errors.Is(e, config.ErrNamespacePlaceholder) {
+			return false
+		}
+	}
+	return true
 }
 
 // The converter's intermediate model: everything normalised to the CRD shapes.

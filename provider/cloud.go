@@ -6,7 +6,6 @@ import (
 	"context"
 	"io"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +31,7 @@ const ProviderName = "baremetal"
 func init() {
 	cloudprovider.RegisterCloudProvider(ProviderName, func(r io.Reader) (cloudprovider.Interface, error) {
 		if r == nil { // no --cloud-config: no pools, nodes are still initialised
-			r = strings.NewReader("")
+			return New(config.Default()), nil
 		}
 		cfg, err := config.Read(r)
 		if err != nil {

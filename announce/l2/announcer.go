@@ -14,6 +14,7 @@
 package l2
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -265,6 +266,8 @@ func New(opts Options) *Announcer {
 func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
 	wanted := make(map[netip.Addr]string, len(want))
 	var errs []error
+	checked := map[string]error{} // interfaces looked up in this call
+	replaced := map[string]bool{}
 	for _, w := range want {
 		if !w.Addr.IsValid() || w.Addr.Is4In6() {
 			errs = append(errs, fmt.Errorf("announcing %q on %s: not an IPv4 or IPv6 address", w.Addr, w.Interface))
@@ -274,7 +277,16 @@ func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
 			errs = append(errs, fmt.Errorf("announcing %s: asked for on both %s and %s; keeping %s", w.Addr, other, w.Interface, other))
 			continue
 		}
-		r, err := a.responder(w.Interface)
+		err, seen := checked[w.Interface]
+		var r *responder
+		if !seen {
+			var again bool
+			r, again, err = a.responder(w.Interface)
+			checked[w.Interface] = err
+			replaced[w.Interface] = again
+		} else if err == nil {
+			r = a.existingResponder(w.Interface)
+		}
 		if err == nil {
 			err = r.ensure(w.Addr)
 		}
@@ -292,6 +304,10 @@ func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
 	}
 	now := a.clock.Now()
 	for addr, e := range a.entries {
+		if replaced[e.iface] && addr.Is6() {
+			// The new sockets are in no group yet.
+			a.pending = append(a.pending, action{kind: actJoin, addr: addr, iface: e.iface})
+		}
 		iface, ok := wanted[addr]
 		switch {
 		case !ok:
@@ -397,12 +413,22 @@ func (a *Announcer) Probe(ctx context.Context, iface string, ip netip.Addr) (net
 	if !ip.IsValid() || ip.Is4In6() {
 		return nil, fmt.Errorf("probing %q on %s: not an IPv4 or IPv6 address", ip, iface)
 	}
-	r, err := a.responder(iface)
+	r, replaced, err := a.responder(iface)
 	if err == nil {
 		err = r.ensure(ip)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("probing %s on %s: %w", ip, iface, err)
+	}
+	if replaced {
+		a.mu.Lock()
+		for addr, e := range a.entries {
+			if e.iface == iface && addr.Is6() {
+				a.pending = append(a.pending, action{kind: actJoin, addr: addr, iface: iface})
+			}
+		}
+		a.mu.Unlock()
+		a.wake()
 	}
 	w := &waiter{iface: iface, ch: make(chan net.HardwareAddr, 1)}
 	a.mu.Lock()
@@ -566,25 +592,35 @@ func (a *Announcer) Close() error {
 	return errors.Join(errs...)
 }
 
-// responder returns iface's responder, creating it on first use.
-func (a *Announcer) responder(iface string) (*responder, error) {
-	a.respMu.Lock()
-	defer a.respMu.Unlock()
-	if r, ok := a.responders[iface]; ok {
-		return r, nil
-	}
+// responder returns iface's responder, creating it on first use, and
+// replacing it when the interface is no longer the one its sockets were
+// opened on (deleted and created again, or a new MAC, as a bond may get):
+// replaced reports that, so that the caller joins the groups again.
+func (a *Announcer) responder(iface string) (r *responder, replaced bool, err error) {
 	select {
 	case <-a.stop:
-		return nil, errClosed
+		return nil, false, errClosed
 	default:
 	}
 	ifi, err := a.opts.open.Interface(iface)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	r := newResponder(ifi, a.opts.open, a.clock, a.log, a.answers, a.claim)
+	a.respMu.Lock()
+	defer a.respMu.Unlock()
+	old, ok := a.responders[iface]
+	if ok && old.ifi.Index == ifi.Index && bytes.Equal(old.ifi.HardwareAddr, ifi.HardwareAddr) {
+		return old, false, nil
+	}
+	if ok {
+		a.log.Info("Interface changed; reopening its sockets", "interface", iface, "index", ifi.Index, "mac", ifi.HardwareAddr.String())
+		if err := old.close(); err != nil {
+			a.log.Error(err, "Closing the sockets of a changed interface failed", "interface", iface)
+		}
+	}
+	r = newResponder(ifi, a.opts.open, a.clock, a.log, a.answers, a.claim)
 	a.responders[iface] = r
-	return r, nil
+	return r, ok, nil
 }
 
 func (a *Announcer) existingResponder(iface string) *responder {

@@ -541,3 +541,32 @@ func TestChangeKindString(t *testing.T) {
 		}
 	}
 }
+
+func TestInterfaceRecreated(t *testing.T) {
+	h := newHarness(t)
+	h.set(Announcement{Addr: vip4, Interface: "eth0"}, Announcement{Addr: vip6, Interface: "eth0"})
+	h.step(DefaultProbeWait)
+	eq(t, "changes", h.takeChanges(), []string{announce, "Announced 2001:db8::240 eth0"})
+	old4, old6 := h.open.conn(t, false, "eth0"), h.open.conn(t, true, "eth0")
+
+	// eth0 deleted and created again: a new index, and a new MAC.
+	h.open.mu.Lock()
+	h.open.links["eth0"] = &net.Interface{Index: 9, Name: "eth0", MTU: 1500, HardwareAddr: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x19}}
+	h.open.mu.Unlock()
+	h.set(Announcement{Addr: vip4, Interface: "eth0"}, Announcement{Addr: vip6, Interface: "eth0"})
+	for _, c := range []*fakeConn{old4, old6} {
+		select {
+		case <-c.closed:
+		default:
+			t.Fatal("the old interface's socket is still open")
+		}
+	}
+	new4, new6 := h.open.conn(t, false, "eth0"), h.open.conn(t, true, "eth0")
+	if new4 == old4 || new6 == old6 {
+		t.Fatal("no new sockets")
+	}
+	eq(t, "groups on the new socket", new6.joined(), []string{"+ff02::1:ff00:240"})
+	deliver(new4, whoHas(t, vip4))
+	eq(t, "answer from the new MAC", arpSummary(t, new4.take()), []string{"OperationReply 192.0.2.240 02:00:00:00:00:19 -> 192.0.2.100 02:00:00:00:00:c1"})
+	eq(t, "changes", h.takeChanges(), nil)
+}

@@ -148,7 +148,7 @@ func New(opts Options) (*Agent, error) {
 	na := opts.Config.NodeAgent
 	// The view is fresh while our own renewals come back within two
 	// renew intervals (never longer than the lease).
-	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, min(2*na.RenewInterval, na.LeaseDuration))
+	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, suspectAfter)
 	a.lease = &leaseKeeper{client: a.client, namespace: a.namespace, node: a.node, clock: opts.Clock, leaseDuration: na.LeaseDuration}
 	a.info.Store(&AgentInfo{})
 	return a, nil
@@ -316,7 +316,7 @@ func (a *Agent) observeLease(obj any) {
 		return
 	}
 	leaving, info := leaseInfo(l)
-	if a.live.Observe(strings.TrimPrefix(l.Name, LeasePrefix), l.ResourceVersion, leaving, info) {
+	if a.live.ObserveLease(strings.TrimPrefix(l.Name, LeasePrefix), l.ResourceVersion, leaving, info) {
 		a.trigger()
 	}
 }
@@ -329,7 +329,7 @@ func (a *Agent) forgetLease(obj any) {
 	if !ok || !strings.HasPrefix(l.Name, LeasePrefix) {
 		return
 	}
-	a.live.Forget(strings.TrimPrefix(l.Name, LeasePrefix))
+	a.live.ForgetLease(strings.TrimPrefix(l.Name, LeasePrefix))
 	a.trigger()
 }
 
@@ -463,13 +463,13 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		return time.Time{}
 	}
 
-	live, next := a.live.Live()
+	live, next := a.liveMembers()
 	if !a.leaving.Load() {
 		live[a.node] = *a.info.Load()
 	}
 	a.metrics.LiveAgents.Set(float64(len(live)))
 	nodes := a.nodeViews()
-	vips := BuildVIPs(cfg, a.lbServices(), a.endpointSlices)
+	vips := BuildVIPs(cfg, a.lbServices(), a.readyEndpoints)
 	a.vipMu.Lock()
 	a.vipServices = map[netip.Addr][]*v1.Service{}
 	for ip, v := range vips {
@@ -517,7 +517,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 			}
 			wantL2 = append(wantL2, l2.Announcement{Addr: ip, Interface: link.Name})
 			if prev := a.lastOwner[ip]; prev != "" && prev != a.node {
-				if _, alive := live[prev]; (!alive || suspected[prev]) && !a.live.Leaving(prev) {
+				if _, alive := live[prev]; (!alive || suspected[prev]) && !a.leavingPeer(prev) {
 					a.metrics.Failovers.Inc()
 					log.V(2).Info("Taking over a VIP from a dead agent", "vip", ip, "from", prev, "suspected", suspected[prev])
 				}
@@ -579,14 +579,16 @@ func (a *Agent) lbServices() []*v1.Service {
 	return out
 }
 
-func (a *Agent) endpointSlices(svc *v1.Service) []*discoveryv1.EndpointSlice {
-	objs, err := a.slices.GetIndexer().ByIndex(serviceIndex, svc.Namespace+"/"+svc.Name)
+func (a *Agent) readyEndpoints(key string) map[string]int {
+	objs, err := a.slices.GetIndexer().ByIndex(serviceIndex, key)
 	if err != nil {
 		return nil
 	}
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	out := map[string]int{}
 	for _, o := range objs {
-		out = append(out, o.(*discoveryv1.EndpointSlice))
+		for n, c := range summarizeSlice(o.(*discoveryv1.EndpointSlice)).Ready {
+			out[n] += c
+		}
 	}
 	return out
 }
@@ -691,7 +693,7 @@ func (a *Agent) shutdown(ctx context.Context) {
 		a.log.Error(err, "Marking the agent lease as leaving failed; peers take over when it expires")
 	}
 	cancel()
-	if live, _ := a.live.Live(); len(live) == 0 {
+	if live, _ := a.liveMembers(); len(live) == 0 {
 		// Nobody to hand over to: waiting would only delay the exit.
 		if err := a.l2.WithdrawAll(); err != nil {
 			a.log.Error(err, "Withdrawing layer-2 VIPs failed")
@@ -713,4 +715,21 @@ func (a *Agent) shutdown(ctx context.Context) {
 	}
 	cancel()
 	a.log.Info("Handed over and withdrew every VIP", "took", time.Since(start))
+}
+
+// liveMembers is the interim bridge to the v1 loop: members judged Up.
+func (a *Agent) liveMembers() (map[string]AgentInfo, time.Time) {
+	v, next := a.live.Verdicts()
+	live := map[string]AgentInfo{}
+	for n, info := range a.live.Members() {
+		if v[n].State == Up {
+			live[n] = info
+		}
+	}
+	return live, next
+}
+
+func (a *Agent) leavingPeer(n string) bool {
+	v, _ := a.live.Verdicts()
+	return v[n].State == Leaving
 }

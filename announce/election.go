@@ -15,9 +15,10 @@ type Candidate struct {
 	Draining bool
 }
 
-// score is the rendezvous-hash weight of node for ip. Every agent computes
-// the same weights, so they agree on owners without talking to each other,
-// and removing a node moves only the VIPs it owned.
+// score is the rendezvous-hash weight of node for ip:
+// sha256(node + "#" + ip). Every agent computes the same weights, so they
+// agree on owners without talking to each other, and removing a node moves
+// only the VIPs it owned.
 func score(node string, ip netip.Addr) [sha256.Size]byte {
 	return sha256.Sum256([]byte(node + "#" + ip.String()))
 }
@@ -48,23 +49,4 @@ func Rank(ip netip.Addr, cands []Candidate) []Candidate {
 		out[i] = ss[i].Candidate
 	}
 	return out
-}
-
-// Owner returns the node that announces ip, if any candidate is eligible.
-func Owner(ip netip.Addr, cands []Candidate) (string, bool) {
-	var best *Candidate
-	var bestScore [sha256.Size]byte
-	for i := range cands {
-		c := &cands[i]
-		s := score(c.Node, ip)
-		if best == nil ||
-			(best.Draining && !c.Draining) ||
-			(best.Draining == c.Draining && bytes.Compare(s[:], bestScore[:]) > 0) {
-			best, bestScore = c, s
-		}
-	}
-	if best == nil {
-		return "", false
-	}
-	return best.Node, true
 }

@@ -1,8 +1,6 @@
 package announce
 
 import (
-	"maps"
-	"slices"
 	"testing"
 	"time"
 
@@ -10,192 +8,207 @@ import (
 )
 
 const (
-	testLease = 3 * time.Second
-	testFresh = 2 * time.Second
+	testLease   = 40 * time.Second
+	testSuspect = 500 * time.Millisecond
 )
-
-// liveNames returns the sorted names Live reports.
-func liveNames(l *Liveness) []string {
-	live, _ := l.Live()
-	return slices.Sorted(maps.Keys(live))
-}
 
 func TestLiveness(t *testing.T) {
 	type step struct {
 		advance time.Duration
-		observe []string // "node@version"
+		lease   []string // "node@version"; "node@version!" marks it leaving
 		forget  string
-		leaving string // observe this node@version marked leaving
-		want    []string
+		heard   []string // "node" or "node!" (leaving)
+		targets []string // replaces the targets when non-nil
+		want    map[string]HealthState
 		fresh   bool
 	}
-	obs := func(l *Liveness, s string, leaving bool) {
-		for i := range s {
-			if s[i] == '@' {
-				l.Observe(s[:i], s[i+1:], leaving, AgentInfo{})
-				return
-			}
-		}
-		t.Fatalf("bad observation %q", s)
-	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name  string
 		steps []step
 	}{
 		{
-			name: "a peer that stops renewing dies after leaseDuration",
+			name: "backstop: a peer whose Lease is not renewed turns silent after leaseDuration",
 			steps: []step{
-				{observe: []string{"self@1", "b@1"}, want: []string{"b"}, fresh: true},
-				{advance: time.Second, observe: []string{"self@2"}, want: []string{"b"}, fresh: true},
-				{advance: time.Second, observe: []string{"self@3"}, want: []string{"b"}, fresh: true},
-				{advance: 999 * time.Millisecond, observe: []string{"self@4"}, want: []string{"b"}, fresh: true},
-				{advance: time.Millisecond, want: nil, fresh: true},
+				{lease: []string{"self@1", "b@1"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 20 * time.Second, lease: []string{"self@2"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 19 * time.Second, lease: []string{"self@3"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: time.Second, want: map[string]HealthState{"b": Silent}, fresh: true},
+				{lease: []string{"b@2"}, want: map[string]HealthState{"b": Up}, fresh: true},
 			},
 		},
 		{
-			name: "renewals keep a peer alive",
+			name: "a relist (same version) is no renewal",
 			steps: []step{
-				{observe: []string{"self@1", "b@1"}, want: []string{"b"}, fresh: true},
-				{advance: 2 * time.Second, observe: []string{"self@2", "b@2"}, want: []string{"b"}, fresh: true},
-				{advance: 2 * time.Second, observe: []string{"self@3", "b@3"}, want: []string{"b"}, fresh: true},
-				{advance: 2 * time.Second, observe: []string{"self@4", "b@4"}, want: []string{"b"}, fresh: true},
+				{lease: []string{"self@1", "b@1"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 39 * time.Second, lease: []string{"self@2", "b@1"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: time.Second, want: map[string]HealthState{"b": Silent}, fresh: true},
 			},
 		},
 		{
-			name: "a relist of the same version is not a renewal",
+			name: "a stale view declares nobody silent, and returning grants every peer a full lease",
 			steps: []step{
-				{observe: []string{"self@1", "b@7"}, want: []string{"b"}, fresh: true},
-				{advance: 2 * time.Second, observe: []string{"self@2", "b@7"}, want: []string{"b"}, fresh: true},
-				{advance: 1500 * time.Millisecond, observe: []string{"self@3", "b@7"}, want: nil, fresh: true},
+				{lease: []string{"self@1", "b@1"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 50 * time.Second, want: map[string]HealthState{"b": Up}, fresh: false},
+				{lease: []string{"self@2"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 39 * time.Second, lease: []string{"self@3"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: time.Second, want: map[string]HealthState{"b": Silent}, fresh: true},
 			},
 		},
 		{
-			name: "while our own renewals do not come back, nobody dies",
+			name: "heartbeats: a target not heard for suspectAfter is silent though its Lease is current",
 			steps: []step{
-				{observe: []string{"self@1", "b@1"}, want: []string{"b"}, fresh: true},
-				{advance: 2 * time.Second, want: []string{"b"}, fresh: true},
-				{advance: 10 * time.Second, want: []string{"b"}, fresh: false},
-				{advance: 20 * time.Second, want: []string{"b"}, fresh: false},
+				{lease: []string{"self@1", "b@1"}, targets: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 499 * time.Millisecond, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: time.Millisecond, want: map[string]HealthState{"b": Silent}, fresh: true},
+				{heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 400 * time.Millisecond, heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 400 * time.Millisecond, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 100 * time.Millisecond, want: map[string]HealthState{"b": Silent}, fresh: true},
 			},
 		},
 		{
-			name: "back from a stale view every peer gets a full lease of grace",
+			name: "heartbeats: an agent heard is up though its Lease expired (cut off from the API server)",
 			steps: []step{
-				{observe: []string{"self@1", "b@1", "c@1"}, want: []string{"b", "c"}, fresh: true},
-				{advance: 20 * time.Second, want: []string{"b", "c"}, fresh: false},
-				{observe: []string{"self@2"}, want: []string{"b", "c"}, fresh: true},
-				{advance: time.Second, observe: []string{"self@3", "b@2"}, want: []string{"b", "c"}, fresh: true},
-				{advance: 2 * time.Second, observe: []string{"self@4", "b@3"}, want: []string{"b"}, fresh: true},
+				{lease: []string{"self@1", "b@1"}, targets: []string{"b"}, heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 30 * time.Second, lease: []string{"self@2"}, heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 30 * time.Second, lease: []string{"self@3"}, heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
 			},
 		},
 		{
-			name: "before our own lease is seen the view is stale",
+			name: "heartbeats work without the API server: silence still shows while the view is stale",
 			steps: []step{
-				{observe: []string{"b@1"}, want: []string{"b"}, fresh: false},
-				{advance: time.Minute, want: []string{"b"}, fresh: false},
+				{lease: []string{"self@1", "b@1"}, targets: []string{"b"}, heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{advance: 60 * time.Second, heard: []string{"b"}, want: map[string]HealthState{"b": Up}, fresh: false},
+				{advance: time.Second, want: map[string]HealthState{"b": Silent}, fresh: false},
 			},
 		},
 		{
-			name: "a leaving peer is out at once, and back when it renews without the mark",
+			name: "a target that was never heard is silent after its grace",
 			steps: []step{
-				{observe: []string{"self@1", "b@1"}, want: []string{"b"}, fresh: true},
-				{leaving: "b@2", want: nil, fresh: true},
-				{observe: []string{"b@3"}, want: []string{"b"}, fresh: true},
+				{lease: []string{"self@1", "b@1", "c@1"}, want: map[string]HealthState{"b": Up, "c": Up}, fresh: true},
+				{advance: 10 * time.Second, targets: []string{"b"}, want: map[string]HealthState{"b": Up, "c": Up}, fresh: true},
+				{advance: testSuspect, want: map[string]HealthState{"b": Silent, "c": Up}, fresh: true},
+				{targets: []string{}, want: map[string]HealthState{"b": Up, "c": Up}, fresh: true},
 			},
 		},
 		{
-			name: "a deleted lease is out at once",
+			name: "leaving on the Lease or on the heartbeat channel",
 			steps: []step{
-				{observe: []string{"self@1", "b@1", "c@1"}, want: []string{"b", "c"}, fresh: true},
-				{forget: "b", want: []string{"c"}, fresh: true},
+				{lease: []string{"self@1", "b@1", "c@1"}, want: map[string]HealthState{"b": Up, "c": Up}, fresh: true},
+				{lease: []string{"b@2!"}, heard: []string{"c!"}, want: map[string]HealthState{"b": Leaving, "c": Leaving}, fresh: true},
+				{heard: []string{"c"}, want: map[string]HealthState{"b": Leaving, "c": Up}, fresh: true},
+			},
+		},
+		{
+			name: "a deleted Lease is no member",
+			steps: []step{
+				{lease: []string{"self@1", "b@1"}, want: map[string]HealthState{"b": Up}, fresh: true},
+				{forget: "b", want: map[string]HealthState{}, fresh: true},
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-			l := NewLiveness(clk, "self", testLease, testFresh)
+			clk := clocktesting.NewFakePassiveClock(start)
+			l := NewLiveness(clk, "self", testLease, testSuspect)
 			for i, s := range tt.steps {
 				clk.SetTime(clk.Now().Add(s.advance))
-				for _, o := range s.observe {
-					obs(l, o, false)
-				}
-				if s.leaving != "" {
-					obs(l, s.leaving, true)
+				for _, o := range s.lease {
+					node, version, _ := cut(o, "@")
+					leaving := version[len(version)-1] == '!'
+					l.ObserveLease(node, version, leaving, AgentInfo{})
 				}
 				if s.forget != "" {
-					l.Forget(s.forget)
+					l.ForgetLease(s.forget)
 				}
-				if got := liveNames(l); !slices.Equal(got, s.want) {
-					t.Fatalf("step %d: live %v, want %v", i, got, s.want)
+				if s.targets != nil {
+					l.SetTargets(s.targets)
 				}
-				if got := l.Fresh(); got != s.fresh {
-					t.Fatalf("step %d: fresh %v, want %v", i, got, s.fresh)
+				for _, h := range s.heard {
+					node, leaving := h, false
+					if h[len(h)-1] == '!' {
+						node, leaving = h[:len(h)-1], true
+					}
+					l.Heard(node, leaving)
+				}
+				got, _ := l.Verdicts()
+				if len(got) != len(s.want) {
+					t.Fatalf("step %d: verdicts %v, want %v", i, got, s.want)
+				}
+				for n, w := range s.want {
+					if got[n].State != w {
+						t.Fatalf("step %d: %s is %v, want %v", i, n, got[n].State, w)
+					}
+				}
+				if f := l.Fresh(); f != s.fresh {
+					t.Fatalf("step %d: fresh %v, want %v", i, f, s.fresh)
 				}
 			}
 		})
 	}
 }
 
-func TestLivenessNextExpiry(t *testing.T) {
-	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-	l := NewLiveness(clk, "self", testLease, testFresh)
-	l.Observe("self", "1", false, AgentInfo{})
-	l.Observe("b", "1", false, AgentInfo{})
-	clk.SetTime(clk.Now().Add(500 * time.Millisecond))
-	l.Observe("c", "1", false, AgentInfo{})
-	_, next := l.Live()
-	if want := time.Unix(1000, 0).Add(testLease); !next.Equal(want) {
-		t.Fatalf("next change at %v, want %v (b's expiry)", next, want)
-	}
-	l.Forget("b")
-	l.Forget("c")
-	if _, next := l.Live(); !next.IsZero() {
-		t.Fatalf("next change at %v with no peers, want none", next)
-	}
-}
-
-func TestLivenessKnownIncludesDeadAndLeaving(t *testing.T) {
-	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-	l := NewLiveness(clk, "self", testLease, testFresh)
-	l.Observe("self", "1", false, AgentInfo{MACs: []string{"02:00:00:00:00:01"}})
-	l.Observe("b", "1", true, AgentInfo{MACs: []string{"02:00:00:00:00:02"}})
-	l.Observe("c", "1", false, AgentInfo{MACs: []string{"02:00:00:00:00:03"}})
-	clk.SetTime(clk.Now().Add(time.Minute))
-	l.Observe("self", "2", false, AgentInfo{MACs: []string{"02:00:00:00:00:01"}})
-	if got := slices.Sorted(maps.Keys(l.Known())); !slices.Equal(got, []string{"b", "c", "self"}) {
-		t.Fatalf("known %v", got)
-	}
-}
-
-func TestObserveReportsOnlyElectionChanges(t *testing.T) {
-	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-	l := NewLiveness(clk, "self", testLease, testFresh)
-	mac := AgentInfo{MACs: []string{"02:00:00:00:00:02"}}
-	steps := []struct {
-		name    string
-		advance time.Duration
-		node    string
-		version string
-		leaving bool
-		info    AgentInfo
-		want    bool
-	}{
-		{"first sight of our own lease: the view turns fresh", 0, "self", "1", false, AgentInfo{}, true},
-		{"a new peer", 0, "b", "1", false, mac, true},
-		{"a plain renewal", time.Second, "b", "2", false, mac, false},
-		{"our own plain renewal", 0, "self", "2", false, AgentInfo{}, false},
-		{"a relist of the same version", 0, "b", "2", false, mac, false},
-		{"the peer publishes new state", 0, "b", "3", false, AgentInfo{MACs: mac.MACs, UnreadyPools: []string{"lan"}}, true},
-		{"the peer is leaving", 0, "b", "4", true, mac, true},
-		{"the peer is back", 0, "b", "5", false, mac, true},
-		{"our renewal keeps the view fresh", 1500 * time.Millisecond, "self", "3", false, AgentInfo{}, false},
-		{"a renewal after the peer expired brings it back", 2 * time.Second, "b", "6", false, mac, true},
-	}
-	for _, s := range steps {
-		clk.SetTime(clk.Now().Add(s.advance))
-		if got := l.Observe(s.node, s.version, s.leaving, s.info); got != s.want {
-			t.Errorf("%s: Observe = %v, want %v", s.name, got, s.want)
+func cut(s, sep string) (string, string, bool) {
+	for i := 0; i+len(sep) <= len(s); i++ {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
 		}
+	}
+	return s, "", false
+}
+
+func TestLivenessSilentSinceAndNext(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(start)
+	l := NewLiveness(clk, "self", testLease, testSuspect)
+	l.ObserveLease("self", "1", false, AgentInfo{})
+	l.ObserveLease("b", "1", false, AgentInfo{})
+	l.SetTargets([]string{"b"})
+	l.Heard("b", false)
+	_, next := l.Verdicts()
+	if want := start.Add(testSuspect); !next.Equal(want) {
+		t.Errorf("next change %v, want %v (b's suspicion)", next, want)
+	}
+	clk.SetTime(start.Add(2 * time.Second))
+	v, _ := l.Verdicts()
+	if want := start.Add(testSuspect); v["b"].State != Silent || !v["b"].Since.Equal(want) {
+		t.Errorf("b: %+v, want Silent since %v (the last beat plus suspectAfter)", v["b"], want)
+	}
+	if !l.Heard("b", false) {
+		t.Error("Heard from a silent agent did not report a change")
+	}
+	if l.Heard("b", false) {
+		t.Error("a second heartbeat reported a change")
+	}
+}
+
+func TestLivenessObserveReportsOnlyChanges(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := NewLiveness(clk, "self", testLease, testSuspect)
+	if !l.ObserveLease("self", "1", false, AgentInfo{}) {
+		t.Error("first own lease: no change reported (the view turned fresh)")
+	}
+	if !l.ObserveLease("b", "1", false, AgentInfo{}) {
+		t.Error("new member: no change reported")
+	}
+	clk.SetTime(clk.Now().Add(10 * time.Second))
+	if l.ObserveLease("b", "2", false, AgentInfo{}) {
+		t.Error("plain renewal reported as a change")
+	}
+	if l.ObserveLease("b", "2", false, AgentInfo{}) {
+		t.Error("relist reported as a change")
+	}
+	if !l.ObserveLease("b", "3", false, AgentInfo{MACs: []string{"02:00:00:00:00:0b"}}) {
+		t.Error("new MACs: no change reported")
+	}
+	if !l.ObserveLease("b", "4", true, AgentInfo{MACs: []string{"02:00:00:00:00:0b"}}) {
+		t.Error("leaving: no change reported")
+	}
+	if got := l.Members(); len(got) != 1 || len(got["b"].MACs) != 1 {
+		t.Errorf("members %v, want b with its MAC", got)
+	}
+	if got := l.Known(); len(got) != 2 {
+		t.Errorf("known %v, want self and b", got)
 	}
 }

@@ -1,8 +1,10 @@
 package announce
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -148,7 +150,15 @@ func TestEligible(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			vips := BuildVIPs(cfg, tt.svcs, func(svc *v1.Service) []*discoveryv1.EndpointSlice { return tt.eps[svc.Name] })
+			vips := BuildVIPs(cfg, tt.svcs, func(key string) map[string]int {
+				out := map[string]int{}
+				for _, s := range tt.eps[strings.TrimPrefix(key, "default/")] {
+					for n, c := range summarizeSlice(s).Ready {
+						out[n] += c
+					}
+				}
+				return out
+			})
 			ip := netip.MustParseAddr(tt.ip)
 			v, ok := vips[ip]
 			if !ok {
@@ -162,7 +172,7 @@ func TestEligible(t *testing.T) {
 				t.Fatalf("candidates %v, want %v", got, tt.want)
 			}
 			if tt.owner != "" {
-				if o, _ := Owner(ip, got); o != tt.owner {
+				if o := Rank(ip, got)[0].Node; o != tt.owner {
 					t.Errorf("owner %s, want %s", o, tt.owner)
 				}
 			}
@@ -178,11 +188,103 @@ func TestBuildVIPsSkipsForeignAddresses(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "clusterip"}, Spec: v1.ServiceSpec{Type: v1.ServiceTypeClusterIP},
 			Status: v1.ServiceStatus{LoadBalancer: v1.LoadBalancerStatus{Ingress: []v1.LoadBalancerIngress{{IP: "192.0.2.246"}}}}},
 	}
-	vips := BuildVIPs(cfg, svcs, func(*v1.Service) []*discoveryv1.EndpointSlice { return nil })
+	vips := BuildVIPs(cfg, svcs, func(string) map[string]int { return nil })
 	if len(vips) != 1 || vips[netip.MustParseAddr("192.0.2.245")] == nil {
 		t.Fatalf("got VIPs %v, want only 192.0.2.245", vips)
 	}
 	if p := vips[netip.MustParseAddr("192.0.2.245")].Pool.Name; p != "lan" {
 		t.Errorf("pool %q, want lan", p)
+	}
+}
+
+func TestBuildVIPsSkipsClassedServices(t *testing.T) {
+	cfg := mustConfig(t, testConfig)
+	classed := lbService("classed", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.245")
+	classed.Spec.LoadBalancerClass = ptr.To("example.com/other")
+	if vips := BuildVIPs(cfg, []*v1.Service{classed}, func(string) map[string]int { return nil }); len(vips) != 0 {
+		t.Errorf("a Service with a loadBalancerClass produced VIPs %v", vips)
+	}
+}
+
+func TestBuildVIPsCountsEndpoints(t *testing.T) {
+	cfg := mustConfig(t, testConfig)
+	svcs := []*v1.Service{
+		lbService("a", v1.ServiceExternalTrafficPolicyLocal, "192.0.2.242"),
+		lbService("b", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.242"),
+	}
+	ready := map[string]map[string]int{
+		"default/a": {"n1": 2, "n2": 1},
+		"default/b": {"n1": 1, "n3": 4},
+	}
+	v := BuildVIPs(cfg, svcs, func(k string) map[string]int { return ready[k] })[netip.MustParseAddr("192.0.2.242")]
+	want := map[string]int{"n1": 3, "n2": 1, "n3": 4}
+	if !maps.Equal(v.Endpoints, want) {
+		t.Errorf("endpoints %v, want %v", v.Endpoints, want)
+	}
+	if !maps.Equal(v.LocalNodes, map[string]bool{"n1": true, "n2": true}) {
+		t.Errorf("local nodes %v, want n1 and n2 (the Local Service's)", v.LocalNodes)
+	}
+}
+
+func TestSummarizeSlice(t *testing.T) {
+	s := slice("web", endpoint("n1", nil), endpoint("n1", ptr.To(true)), endpoint("n2", ptr.To(false)), endpoint("n3", nil),
+		discoveryv1.Endpoint{Addresses: []string{"10.0.0.9"}})
+	s.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "x"}}
+	got := summarizeSlice(s)
+	if got.Service != "default/web" || got.Name != "web-x" || got.Namespace != "default" {
+		t.Errorf("summary names %q %s/%s", got.Service, got.Namespace, got.Name)
+	}
+	if want := map[string]int{"n1": 2, "n3": 1}; !maps.Equal(got.Ready, want) {
+		t.Errorf("ready %v, want %v", got.Ready, want)
+	}
+	cp := got.DeepCopyObject().(*EndpointSummary)
+	cp.Ready["n1"] = 9
+	if got.Ready["n1"] != 2 {
+		t.Error("DeepCopyObject shares the Ready map")
+	}
+}
+
+func TestTransforms(t *testing.T) {
+	mf := []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	lb := lbService("a", v1.ServiceExternalTrafficPolicyLocal, "192.0.2.1")
+	lb.ManagedFields = mf
+	lb.Annotations = map[string]string{"big": strings.Repeat("x", 1000)}
+	lb.Spec.Ports = []v1.ServicePort{{Port: 80}}
+	out, _ := transformService(lb)
+	svc := out.(*v1.Service)
+	if svc.ManagedFields != nil || svc.Annotations != nil || svc.Spec.Ports != nil {
+		t.Errorf("transformed LoadBalancer Service keeps what the planner does not read: %+v", svc)
+	}
+	if svc.Spec.ExternalTrafficPolicy != v1.ServiceExternalTrafficPolicyLocal || len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Name != "a" {
+		t.Errorf("transformed LoadBalancer Service lost what the planner reads: %+v", svc)
+	}
+	if lb.ManagedFields == nil {
+		t.Error("the transform modified its input")
+	}
+	cip := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "d", Labels: map[string]string{"a": "b"}},
+		Spec: v1.ServiceSpec{Type: v1.ServiceTypeClusterIP, ClusterIP: "10.0.0.1", Selector: map[string]string{"a": "b"}}}
+	out, _ = transformService(cip)
+	if got := out.(*v1.Service); got.Name != "c" || got.Namespace != "d" || got.Labels != nil || got.Spec.ClusterIP != "" || got.Spec.Selector != nil {
+		t.Errorf("a ClusterIP Service keeps more than its name: %+v", got)
+	}
+	node := &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"rack": "r1"}, ManagedFields: mf, Annotations: map[string]string{"a": "b"}},
+		Spec:       v1.NodeSpec{Unschedulable: true, Taints: []v1.Taint{{Key: "other"}, {Key: TaintToBeDeleted}}},
+		Status: v1.NodeStatus{
+			Addresses: []v1.NodeAddress{{Type: v1.NodeHostName, Address: "n1"}, {Type: v1.NodeInternalIP, Address: "192.0.2.11"}},
+			Images:    []v1.ContainerImage{{Names: []string{"x"}}},
+		},
+	}
+	out, _ = transformNode(node)
+	n := out.(*v1.Node)
+	if n.ManagedFields != nil || n.Annotations != nil || n.Status.Images != nil || len(n.Spec.Taints) != 1 || len(n.Status.Addresses) != 1 {
+		t.Errorf("transformed Node keeps too much: %+v", n)
+	}
+	if nv := nodeView(n); !nv.Draining || nv.Labels["rack"] != "r1" || len(nv.InternalIPs) != 1 {
+		t.Errorf("transformed Node lost what the election reads: %+v", nv)
+	}
+	out, _ = transformSlice(slice("web", endpoint("n1", nil)))
+	if _, ok := out.(*EndpointSummary); !ok {
+		t.Errorf("transformSlice returned %T", out)
 	}
 }

@@ -3,18 +3,27 @@ package bgp
 import (
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/go-logr/logr"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
-// gobgpLogger sends gobgp's logs to logr and remembers, per neighbor, the
-// last reason a session could not be opened or went down, so Peers can say
-// why a session is not up.
+// gobgpLogger sends gobgp's logs to logr and records, per neighbor, the
+// last reason a session could not be opened or went down, so Peers and the
+// speaker's events can say why a session is not up.
 type gobgpLogger struct {
 	log  logr.Logger
 	errs *peerErrors
+	// info describes a neighbor for the messages; it must not wait on the
+	// speaker's lock, which is held while gobgp logs.
+	info func(addr string) neighborInfo
+}
+
+// neighborInfo is what error messages need to know about a configured peer.
+type neighborInfo struct {
+	md5             bool
+	localAS, peerAS uint32
 }
 
 var _ gobgplog.Logger = (*gobgpLogger)(nil)
@@ -57,13 +66,34 @@ func (l *gobgpLogger) record(msg string, fields gobgplog.Fields) {
 	if addr == "" {
 		return
 	}
+	var info neighborInfo
+	if l.info != nil {
+		info = l.info(addr)
+	}
 	switch msg {
 	case "failed to connect":
-		l.errs.set(addr, fmt.Sprintf("connecting failed: %v", fields["Error"]))
-	case "Peer Down":
-		l.errs.set(addr, fmt.Sprintf("session went down: %v", fields["Reason"]))
-	case "received notification":
-		l.errs.set(addr, fmt.Sprintf("the router sent a notification (code %v, subcode %v) %v", fields["Code"], fields["Subcode"], fields["Communicated-Reason"]))
+		l.errs.set(addr, classifyConnectError(fmt.Sprint(fields["Error"]), info.md5, addr))
+	case "received notification", "sent notification":
+		code, subcode, ok := notificationCodes(fields["Code"], fields["Subcode"], fields["Data"])
+		if !ok {
+			return
+		}
+		reason, _ := fields["Communicated-Reason"].(string)
+		if msg == "sent notification" && code == bgp.BGP_ERROR_CEASE {
+			return // our own shutdown or reset
+		}
+		l.errs.set(addr, classifyNotification(code, subcode, msg == "sent notification", info.localAS, info.peerAS, reason))
+	case "state changed":
+		// A router refusing our OPEN answers with a NOTIFICATION that
+		// gobgp does not log before the session is established: all
+		// that shows is the OPEN exchange ending on an invalid message.
+		old, _ := fields["old"].(string)
+		if (old == "BGP_FSM_OPENSENT" || old == "BGP_FSM_OPENCONFIRM") && fmt.Sprint(fields["reason"]) == "invalid-msg" {
+			if cur := l.errs.get(addr); cur != nil && cur.sent {
+				return // we refused the router's OPEN, and said why
+			}
+			l.errs.set(addr, openRefused(info.localAS))
+		}
 	case "Peer Up":
 		l.errs.forget(addr)
 	}
@@ -75,40 +105,4 @@ func kv(fields gobgplog.Fields) []any {
 		out = append(out, strings.ToLower(k), v)
 	}
 	return out
-}
-
-// peerErrors holds the last connection problem per neighbor address.
-type peerErrors struct {
-	mu   sync.Mutex
-	last map[string]string
-}
-
-func newPeerErrors() *peerErrors { return &peerErrors{last: map[string]string{}} }
-
-func (p *peerErrors) set(addr, msg string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.last[addr] = msg
-}
-
-func (p *peerErrors) forget(addr string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.last, addr)
-}
-
-// explain says why the session with addr is not up, as far as is known.
-// With TCP MD5, a router that disagrees on the password drops our packets
-// without answering, so a timeout is all we see: say what it likely means.
-func (p *peerErrors) explain(addr string, md5 bool) string {
-	p.mu.Lock()
-	msg := p.last[addr]
-	p.mu.Unlock()
-	if msg == "" {
-		return ""
-	}
-	if md5 && (strings.Contains(msg, "timeout") || strings.Contains(msg, "deadline exceeded")) {
-		msg += "; this peer uses TCP MD5 and a router silently drops segments whose MD5 signature does not match, so check that passwordFile holds the router's password"
-	}
-	return msg
 }

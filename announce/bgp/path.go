@@ -34,9 +34,15 @@ func markerCommunity(id uint32) *bgp.LargeCommunity {
 type pathEntry struct {
 	ad   Advertisement // normalised: sorted, without duplicates
 	path *api.Path
+	sent time.Time // when this path was last sent, for WeightHold
 }
 
 func (e *pathEntry) equal(o *pathEntry) bool {
+	return e.ad.Weight == o.ad.Weight && e.equalButWeight(o)
+}
+
+// equalButWeight reports whether the two differ at most in Weight.
+func (e *pathEntry) equalButWeight(o *pathEntry) bool {
 	a, b := e.ad, o.ad
 	return a.Prefix == b.Prefix &&
 		slices.Equal(a.Peers, b.Peers) &&
@@ -62,7 +68,7 @@ func (s *Speaker) desiredPath(ad Advertisement) (*pathEntry, error) {
 	for _, p := range ad.Peers {
 		markers = append(markers, s.marker(p))
 	}
-	path, err := buildPath(ad, nextHop, markers)
+	path, err := buildPath(ad, nextHop, markers, s.opts.ASN)
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +126,28 @@ func compareCommunities(a, b config.Community) int {
 	return slices.Compare(a.Values[:], b.Values[:])
 }
 
+// bandwidthUnit is the link bandwidth one unit of Weight stands for: 1
+// Mbit/s, in the bytes per second the community carries. Routers use the
+// ratio between paths, so the unit only has to be the same on every node.
+const bandwidthUnit = 125_000
+
+// asTrans stands for a 4-byte ASN in 2-byte fields (RFC 6793).
+const asTrans = 23456
+
+// linkBandwidth is the link-bandwidth extended community for weight
+// (draft-ietf-idr-link-bandwidth: non-transitive, AS and an IEEE float of
+// bytes per second).
+func linkBandwidth(weight, asn uint32) *bgp.LinkBandwidthExtended {
+	as := uint16(asTrans)
+	if asn <= 0xffff {
+		as = uint16(asn)
+	}
+	return bgp.NewLinkBandwidthExtended(as, float32(weight)*bandwidthUnit)
+}
+
 // buildPath makes the gobgp path for ad with the given next hop, carrying
 // the markers of the peers it is for.
-func buildPath(ad Advertisement, nextHop netip.Addr, markers []uint32) (*api.Path, error) {
+func buildPath(ad Advertisement, nextHop netip.Addr, markers []uint32, asn uint32) (*api.Path, error) {
 	length := uint8(ad.Prefix.Bits())
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
 	var nlri bgp.AddrPrefixInterface
@@ -145,6 +170,9 @@ func buildPath(ad Advertisement, nextHop netip.Addr, markers []uint32) (*api.Pat
 	}
 	if len(large) > 0 {
 		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(large))
+	}
+	if ad.Weight > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeExtendedCommunities([]bgp.ExtendedCommunityInterface{linkBandwidth(ad.Weight, asn)}))
 	}
 	p, err := apiutil.NewPath(nlri, false, attrs, time.Now())
 	if err != nil {
@@ -196,6 +224,9 @@ func (ad Advertisement) String() string {
 	}
 	if ad.LocalPref != nil {
 		s += " local-pref " + strconv.FormatUint(uint64(*ad.LocalPref), 10)
+	}
+	if ad.Weight > 0 {
+		s += " weight " + strconv.FormatUint(uint64(ad.Weight), 10)
 	}
 	return s
 }

@@ -148,7 +148,7 @@ func TestBuildPath(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := buildPath(tt.ad, netip.MustParseAddr(tt.nextHop), tt.markers)
+			p, err := buildPath(tt.ad, netip.MustParseAddr(tt.nextHop), tt.markers, testASN)
 			if err != nil {
 				t.Fatal(err)
 			}

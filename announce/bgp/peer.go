@@ -12,6 +12,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -21,6 +22,10 @@ type peerEntry struct {
 	cfg  config.Peer
 	spec *api.Peer
 	err  error
+
+	established bool      // as gobgp last reported
+	bfdState    bfd.State // as the BFD session last reported
+	bfdDisabled bool      // the session is shut because BFD went down
 }
 
 // sameSession reports whether a running session already matches w.
@@ -38,6 +43,10 @@ func sameSession(old, w *peerEntry) bool {
 // drops without a notification (an agent crash or kill) when the peer has
 // gracefulRestart. RFC 4724 caps it at 4095s; 120s covers an agent restart.
 const gracefulRestartTime = 120
+
+// gracefulDeferral bounds, in seconds, how long a restarted speaker waits
+// for the routers' End-of-RIB before sending its paths.
+const gracefulDeferral = 5
 
 // desiredPeer builds the gobgp configuration of p, reading its password.
 func (s *Speaker) desiredPeer(p config.Peer) (*peerEntry, error) {
@@ -94,7 +103,15 @@ func peerSpec(p config.Peer, connectRetry time.Duration) (*api.Peer, error) {
 		spec.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(p.EBGPMultihop)}
 	}
 	if p.GracefulRestart {
-		spec.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: gracefulRestartTime}
+		// LocalRestarting: the first session of this process announces
+		// the Restart State bit, with the forwarding bit per family, so a
+		// router that kept our paths as stale while the agent restarted
+		// keeps them until our End-of-RIB instead of dropping them at
+		// once (RFC 4724 §4.2). gobgp clears it once the paths are sent.
+		spec.GracefulRestart = &api.GracefulRestart{
+			Enabled: true, RestartTime: gracefulRestartTime,
+			LocalRestarting: true, DeferralTime: gracefulDeferral,
+		}
 	}
 	// Both families on every session: a router that activates only one
 	// family negotiates only that one, and a dual-stack router can carry

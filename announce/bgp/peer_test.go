@@ -151,21 +151,3 @@ func TestSameSession(t *testing.T) {
 		t.Errorf("an unconfigurable peer matches a running one")
 	}
 }
-
-func TestExplainMD5Timeout(t *testing.T) {
-	e := newPeerErrors()
-	if got := e.explain("198.51.100.1", true); got != "" {
-		t.Errorf("explain with nothing recorded = %q", got)
-	}
-	e.set("198.51.100.1", "connecting failed: dial tcp 198.51.100.1:179: i/o timeout")
-	if got := e.explain("198.51.100.1", false); strings.Contains(got, "MD5") {
-		t.Errorf("without MD5: %q blames MD5", got)
-	}
-	if got := e.explain("198.51.100.1", true); !strings.Contains(got, "i/o timeout") || !strings.Contains(got, "passwordFile") {
-		t.Errorf("with MD5: %q; want the timeout and a hint about passwordFile", got)
-	}
-	e.forget("198.51.100.1")
-	if got := e.explain("198.51.100.1", true); got != "" {
-		t.Errorf("after forget: %q", got)
-	}
-}

@@ -27,7 +27,9 @@ import (
 	"github.com/go-logr/logr"
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
+	"k8s.io/utils/clock"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -54,6 +56,21 @@ type Options struct {
 	NoBind bool
 	// ConnectRetry is the pause between attempts to open a session; 5s if zero.
 	ConnectRetry time.Duration
+
+	// OnEvent receives peer events (sessions and BFD up and down, peer
+	// errors) from the speaker's own goroutine, in order. It must not
+	// block for long nor call back into the speaker.
+	OnEvent func(Event)
+	// WeightHold is the least time between two link-bandwidth changes of
+	// one prefix (1s if zero): the first change is sent at once, later
+	// ones within the hold are merged, so a rolling update costs the
+	// router about one UPDATE per prefix per second.
+	WeightHold time.Duration
+	// Clock is the time source of BFD and of WeightHold; the real clock
+	// if nil.
+	Clock clock.WithTicker
+	// BFDNetwork carries BFD packets; UDP if nil (tests fake it).
+	BFDNetwork bfd.Network
 }
 
 // Advertisement is one prefix this node advertises to some peers.
@@ -65,6 +82,11 @@ type Advertisement struct {
 	// Addrs are the VIPs inside Prefix to bind on the interface. When
 	// empty, Prefix's address is bound if Prefix is a host route.
 	Addrs []netip.Addr
+	// Weight, when not 0, is sent as the link-bandwidth extended community
+	// (Weight x 1 Mbit/s) so routers that honour it balance traffic among
+	// the nodes in proportion (UCMP). The agent sets it to the node's
+	// ready endpoints for pools with weightByEndpoints.
+	Weight uint32
 }
 
 // PeerStatus is the state of one session, for metrics and events.
@@ -74,6 +96,12 @@ type PeerStatus struct {
 	State      string // "established", "active", "connect", "idle", ...
 	Advertised int    // prefixes sent to this peer (0 unless established)
 	LastError  string // why the session is not up, when known
+	// Error is LastError with its cause; nil when none is known.
+	Error *PeerError `json:",omitempty"`
+	// Errors counts the errors seen since the speaker started, by cause.
+	Errors map[Cause]int `json:",omitempty"`
+	// BFD is the BFD session's state; nil when the peer has no bfd.
+	BFD *bfd.Status `json:",omitempty"`
 }
 
 // Established reports whether the session is up.
@@ -82,6 +110,7 @@ func (p PeerStatus) Established() bool { return p.State == stateEstablished }
 const (
 	stateEstablished      = "established"
 	defaultConnectRetry   = 5 * time.Second
+	defaultWeightHold     = time.Second
 	shutdownCommunication = "baremetal-node-agent: shutting down"
 	// stopWait bounds how long Stop waits for routers to receive the
 	// withdrawals when the caller's context has no deadline.
@@ -94,6 +123,14 @@ type Speaker struct {
 	log    logr.Logger
 	server *server.BgpServer
 	errs   *peerErrors // connection errors gobgp reports, by neighbor address
+	inbox  *inbox      // work for loop
+	cancel context.CancelFunc
+	// loopDone is closed when loop returns.
+	loopDone chan struct{}
+
+	// infoMu guards info, read by gobgp's logger while mu may be held.
+	infoMu sync.Mutex
+	info   map[string]neighborInfo
 
 	mu      sync.Mutex
 	stopped bool                  // no more changes (Stop or Detach)
@@ -101,6 +138,9 @@ type Speaker struct {
 	peers   map[string]*peerEntry // by peer name
 	markers map[string]uint32     // peer name -> marker id; never reused
 	paths   map[netip.Prefix]*pathEntry
+	// pending are weight-only changes held back by WeightHold.
+	pending map[netip.Prefix]*pathEntry
+	bfd     *bfd.Manager // nil until a peer asks for BFD
 }
 
 // New starts a speaker with no peers and no paths.
@@ -117,6 +157,15 @@ func New(ctx context.Context, opts Options) (*Speaker, error) {
 	if opts.ConnectRetry <= 0 {
 		opts.ConnectRetry = defaultConnectRetry
 	}
+	if opts.WeightHold <= 0 {
+		opts.WeightHold = defaultWeightHold
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.OnEvent == nil {
+		opts.OnEvent = func(Event) {}
+	}
 	logger := opts.Logger.WithName("bgp")
 	if !opts.NoBind {
 		kind, created, err := EnsureInterface(opts.Interface)
@@ -130,14 +179,19 @@ func New(ctx context.Context, opts Options) (*Speaker, error) {
 
 	errs := newPeerErrors()
 	s := &Speaker{
-		opts:    opts,
-		log:     logger,
-		errs:    errs,
-		peers:   map[string]*peerEntry{},
-		markers: map[string]uint32{},
-		paths:   map[netip.Prefix]*pathEntry{},
+		opts:     opts,
+		log:      logger,
+		errs:     errs,
+		inbox:    newInbox(),
+		loopDone: make(chan struct{}),
+		info:     map[string]neighborInfo{},
+		peers:    map[string]*peerEntry{},
+		markers:  map[string]uint32{},
+		paths:    map[netip.Prefix]*pathEntry{},
+		pending:  map[netip.Prefix]*pathEntry{},
 	}
-	s.server = server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: logger.WithName("gobgp"), errs: errs}))
+	errs.changed = func(addr string) { s.inbox.put(errorChanged{addr}) }
+	s.server = server.NewBgpServer(server.LoggerOption(&gobgpLogger{log: logger.WithName("gobgp"), errs: errs, info: s.neighborInfo}))
 	go s.server.Serve()
 
 	err := s.server.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -153,7 +207,21 @@ func New(ctx context.Context, opts Options) (*Speaker, error) {
 		s.shutdownServer(ctx)
 		return nil, err
 	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	if err := s.watchPeers(loopCtx); err != nil {
+		cancel()
+		s.shutdownServer(ctx)
+		return nil, fmt.Errorf("watching BGP sessions: %w", err)
+	}
+	go s.loop(loopCtx)
 	return s, nil
+}
+
+func (s *Speaker) neighborInfo(addr string) neighborInfo {
+	s.infoMu.Lock()
+	defer s.infoMu.Unlock()
+	return s.info[addr]
 }
 
 // SetPeers makes the sessions equal to peers (already filtered for this
@@ -214,6 +282,7 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []config.Peer) error {
 		w := want[name]
 		if old, ok := s.peers[name]; ok {
 			old.err = w.err
+			old.cfg = w.cfg // same session; BFD timers may differ
 			continue
 		}
 		if w.spec != nil {
@@ -225,7 +294,26 @@ func (s *Speaker) SetPeers(ctx context.Context, peers []config.Peer) error {
 		}
 		s.peers[name] = w
 	}
+	s.setInfo(s.opts.ASN)
+	if err := s.setBFD(peers); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// setInfo refreshes what the logger knows about each neighbor.
+func (s *Speaker) setInfo(globalAS uint32) {
+	info := make(map[string]neighborInfo, len(s.peers))
+	for _, e := range s.peers {
+		local := e.cfg.LocalASN
+		if local == 0 {
+			local = globalAS
+		}
+		info[e.cfg.Addr.String()] = neighborInfo{md5: e.cfg.PasswordFile != "", localAS: local, peerAS: e.cfg.ASN}
+	}
+	s.infoMu.Lock()
+	s.info = info
+	s.infoMu.Unlock()
 }
 
 // SetAdvertisements makes the advertised paths equal to ads, as a diff, and
@@ -273,20 +361,60 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 		}
 		delete(s.paths, prefix)
 	}
+	now := s.opts.Clock.Now()
+	clear(s.pending)
 	for prefix, w := range want {
-		if old, ok := s.paths[prefix]; ok && old.equal(w) {
+		old, ok := s.paths[prefix]
+		if ok && old.equal(w) {
+			continue
+		}
+		if ok && old.equalButWeight(w) && now.Sub(old.sent) < s.opts.WeightHold {
+			s.pending[prefix] = w
 			continue
 		}
 		if err := s.advertise(ctx, w); err != nil {
 			errs = append(errs, err)
 			continue
 		}
+		w.sent = now
 		s.paths[prefix] = w
+	}
+	if len(s.pending) > 0 {
+		s.inbox.kick()
 	}
 	if err := s.bind(unionAddrs(s.paths, nil)); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// flushWeights sends the held-back weight changes whose hold has passed
+// and returns how long until the next one is due (0: none pending).
+func (s *Speaker) flushWeights(ctx context.Context) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return 0
+	}
+	now := s.opts.Clock.Now()
+	var next time.Duration
+	for prefix, w := range s.pending {
+		old := s.paths[prefix]
+		if wait := s.opts.WeightHold - now.Sub(old.sent); wait > 0 {
+			if next == 0 || wait < next {
+				next = wait
+			}
+			continue
+		}
+		if err := s.advertise(ctx, w); err != nil {
+			s.log.Error(err, "Sending a new weight failed; retrying at the next change")
+		} else {
+			w.sent = now
+			s.paths[prefix] = w
+		}
+		delete(s.pending, prefix)
+	}
+	return next
 }
 
 // mergeAddrs joins two advertisements of one prefix that differ only in
@@ -315,9 +443,15 @@ func (s *Speaker) Peers() []PeerStatus {
 			s.log.V(4).Info("Listing BGP sessions failed", "err", err)
 		}
 	}
+	bfdStatus := map[netip.Addr]bfd.Status{}
+	if s.bfd != nil {
+		for _, b := range s.bfd.Status() {
+			bfdStatus[b.Peer] = b
+		}
+	}
 	out := make([]PeerStatus, 0, len(s.peers))
 	for name, e := range s.peers {
-		st := PeerStatus{Name: name, Address: e.cfg.Addr, State: "idle"}
+		st := PeerStatus{Name: name, Address: e.cfg.Addr, State: "idle", Errors: s.errs.countsOf(e.cfg.Addr.String())}
 		if e.spec != nil {
 			if state, ok := states[e.cfg.Addr.String()]; ok {
 				st.State = sessionState(state)
@@ -328,9 +462,17 @@ func (s *Speaker) Peers() []PeerStatus {
 		}
 		switch {
 		case e.err != nil:
-			st.LastError = e.err.Error()
+			st.Error = &PeerError{Cause: CauseConfig, Message: e.err.Error()}
+		case e.bfdDisabled:
+			st.Error = &PeerError{Cause: CauseBFDDown, Message: fmt.Sprintf("BFD with %s is down; the BGP session is shut until it is up again", e.cfg.Addr)}
 		case !st.Established():
-			st.LastError = s.errs.explain(e.cfg.Addr.String(), e.cfg.PasswordFile != "")
+			st.Error = s.errs.get(e.cfg.Addr.String())
+		}
+		if st.Error != nil {
+			st.LastError = st.Error.Message
+		}
+		if b, ok := bfdStatus[e.cfg.Addr]; ok && e.cfg.BFD != nil {
+			st.BFD = &b
 		}
 		out = append(out, st)
 	}
@@ -351,7 +493,22 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	defer cancel()
 	err := s.leave(ctx, func(string) bool { return false })
 	s.shutdownServer(ctx)
+	s.stopLoop()
+	if s.bfd != nil {
+		// The BGP sessions are closed: tell the routers' BFD that this
+		// is administrative, not a failure.
+		err = errors.Join(err, s.bfd.Close(true))
+	}
 	return errors.Join(err, s.bind(nil))
+}
+
+// stopLoop ends loop and waits for it; mu is held, and loop takes it, so
+// loop is let go of the lock while it finishes.
+func (s *Speaker) stopLoop() {
+	s.cancel()
+	s.mu.Unlock()
+	<-s.loopDone
+	s.mu.Lock()
 }
 
 // beginStop marks the speaker stopped (false if it already was) and bounds
@@ -376,6 +533,14 @@ func (s *Speaker) beginStop(ctx context.Context) (context.Context, context.Cance
 // so those routers keep the paths (marked stale, RFC 4724) until the
 // restarted speaker advertises again or the restart time (120s) passes.
 // The caller must exit soon after; the speaker takes no more changes.
+//
+// BFD sessions keep running until the process exits: a router then sees
+// the BGP connection close first (and, with graceful restart, keeps the
+// paths as stale) and BFD time out after; with `bfd
+// check-control-plane-failure` FRR does not act on that BFD down while it
+// holds stale paths. The speaker of the next process announces restarting
+// mode (RFC 4724 Restart State bit) so the routers keep those paths until
+// it has sent its own.
 func (s *Speaker) Detach(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -496,6 +661,25 @@ func (s *Speaker) bind(addrs []netip.Addr) error {
 		s.log.V(2).Info("Unbound VIP", "vip", a, "interface", s.opts.Interface)
 	}
 	return err
+}
+
+// Announced reports, for each advertised prefix, the peers that carry it:
+// those it is meant for whose session is established and not shut by BFD.
+// This is what the agent's Announcing event names.
+func (s *Speaker) Announced() map[netip.Prefix][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[netip.Prefix][]string, len(s.paths))
+	for prefix, e := range s.paths {
+		var peers []string
+		for _, name := range e.ad.Peers {
+			if p, ok := s.peers[name]; ok && p.established && !p.bfdDisabled {
+				peers = append(peers, name)
+			}
+		}
+		out[prefix] = peers
+	}
+	return out
 }
 
 func (s *Speaker) countFor(peer string) int {

@@ -126,6 +126,12 @@ func (r *testRouter) routes(t *testing.T) map[string]string {
 						for _, c := range a.Values {
 							parts = append(parts, "lc="+c.String())
 						}
+					case *bgp.PathAttributeExtendedCommunities:
+						for _, c := range a.Value {
+							if lb, ok := c.(*bgp.LinkBandwidthExtended); ok {
+								parts = append(parts, fmt.Sprintf("lb=%d:%.0f", lb.AS, lb.Bandwidth))
+							}
+						}
 					}
 				}
 				slices.Sort(parts)

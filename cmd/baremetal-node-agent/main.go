@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,45 +19,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/cli"
 	"k8s.io/klog/v2"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
-type options struct {
-	kubeconfig     string
-	nodeName       string
-	cloudConfig    string
-	namespace      string
-	metricsAddr    string
-	healthAddr     string
-	reloadInterval time.Duration
-	heartbeatPort  int
-}
-
 func main() {
-	var o options
-	fs := flag.NewFlagSet("baremetal-node-agent", flag.ExitOnError)
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "Path to a kubeconfig; in-cluster configuration when empty.")
-	fs.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
-	fs.StringVar(&o.cloudConfig, "cloud-config", "", "Path to the cloud-config file shared with the cloud-controller-manager.")
-	fs.StringVar(&o.namespace, "namespace", "kube-system", "Namespace of the agents' Leases.")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9101", "Address to serve /metrics on; 0 disables.")
-	fs.StringVar(&o.healthAddr, "health-bind-address", ":9102", "Address to serve /healthz and /readyz on; 0 disables.")
-	fs.IntVar(&o.heartbeatPort, "heartbeat-port", 7474, "UDP port for the direct heartbeats between agents that detect a crashed owner in under a second; 0 disables them.")
-	fs.DurationVar(&o.reloadInterval, "config-reload-interval", 10*time.Second, "How often to re-read the cloud-config file; 0 disables.")
-	klog.InitFlags(fs)
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "baremetal-node-agent:", err)
-		klog.Flush()
-		os.Exit(1)
-	}
-	klog.Flush()
+	os.Exit(cli.Run(newCommand(run)))
 }
 
 func run(o options) error {
@@ -105,6 +74,9 @@ func run(o options) error {
 	}
 	if o.reloadInterval > 0 {
 		go watchConfig(ctx, o.cloudConfig, o.reloadInterval, agent)
+	}
+	for _, w := range cfg.Warnings {
+		log.Info("Warning: the cloud-config loads but is probably not what was meant", "path", o.cloudConfig, "finding", w.Error())
 	}
 	log.Info("Starting", "node", o.nodeName, "namespace", o.namespace, "pools", len(cfg.Pools))
 	return agent.Run(ctx)

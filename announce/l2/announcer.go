@@ -262,9 +262,11 @@ func New(opts Options) *Announcer {
 // addresses are probed, then answered and announced, by the announcer's
 // loop (OnChange tells when); addresses no longer wanted are handed over.
 // It returns the errors of addresses it could not take on (an interface
-// that is missing, or a socket it cannot open); the others are applied.
+// that is missing, or a socket it cannot open); those keep the state they
+// had, and the others are applied.
 func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
 	wanted := make(map[netip.Addr]string, len(want))
+	failed := map[netip.Addr]bool{}
 	var errs []error
 	checked := map[string]error{} // interfaces looked up in this call
 	replaced := map[string]bool{}
@@ -292,6 +294,7 @@ func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("announcing %s on %s: %w", w.Addr, w.Interface, err))
+			failed[w.Addr] = true
 			continue
 		}
 		wanted[w.Addr] = w.Interface
@@ -310,6 +313,9 @@ func (a *Announcer) Set(ctx context.Context, want []Announcement) error {
 		}
 		iface, ok := wanted[addr]
 		switch {
+		case !ok && failed[addr]:
+			// Left as it is: a failure to look at the interface must not
+			// withdraw what it answers for.
 		case !ok:
 			a.unwantLocked(addr, e, now)
 		case iface != e.iface:
@@ -471,6 +477,7 @@ func (a *Announcer) claim(iface string, ip netip.Addr, mac net.HardwareAddr) {
 	if !ours && !probed {
 		return // ARP chatter about other hosts' addresses
 	}
+	mac = bytes.Clone(mac) // it may point into the reader's buffer
 	agent := a.opts.IsAgentMAC(mac)
 
 	relevant := false

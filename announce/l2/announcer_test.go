@@ -570,3 +570,25 @@ func TestInterfaceRecreated(t *testing.T) {
 	eq(t, "answer from the new MAC", arpSummary(t, new4.take()), []string{"OperationReply 192.0.2.240 02:00:00:00:00:19 -> 192.0.2.100 02:00:00:00:00:c1"})
 	eq(t, "changes", h.takeChanges(), nil)
 }
+
+func TestSetErrorKeepsWhatWasAnswered(t *testing.T) {
+	h := newHarness(t)
+	c := h.own()
+	// eth0 vanishes from a lookup (a netlink hiccup, or the link being
+	// recreated): the error is reported and vip4 is still answered.
+	h.open.mu.Lock()
+	saved := h.open.links["eth0"]
+	delete(h.open.links, "eth0")
+	h.open.mu.Unlock()
+	if err := h.a.Set(context.Background(), []Announcement{{Addr: vip4, Interface: "eth0"}}); err == nil {
+		t.Fatal("Set on a missing interface: no error")
+	}
+	h.step(testHandover)
+	eq(t, "changes", h.takeChanges(), nil)
+	c.take()
+	deliver(c, whoHas(t, vip4))
+	eq(t, "answer", arpSummary(t, c.take()), []string{answer4})
+	h.open.mu.Lock()
+	h.open.links["eth0"] = saved
+	h.open.mu.Unlock()
+}

@@ -23,7 +23,8 @@ const readRetry = 20 * time.Millisecond
 // ip on iface right now?
 type answerFunc func(iface string, ip netip.Addr) bool
 
-// claimFunc receives every "ip is at mac" another host says on iface.
+// claimFunc receives every "ip is at mac" another host says on iface;
+// mac may point into the reader's buffer and must be copied to be kept.
 type claimFunc func(iface string, ip netip.Addr, mac net.HardwareAddr)
 
 // responder answers ARP requests and neighbour solicitations on one link

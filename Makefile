@@ -12,17 +12,22 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# Debian packages for the lab, Go modules, and the cached kube-apiserver build
-# ($$HOME/.cache/baremetal-lab, outside the clone).
+# Debian packages for the lab, Go modules, and the cached builds of
+# kube-apiserver, helm and kubectl ($$HOME/.cache/baremetal-lab, outside the
+# clone).
 deps:
 	./hack/install-deps.sh
 	$(GO) mod download
 	./hack/build-kube-apiserver.sh
+	./hack/build-helm.sh
 
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# The deploy tests and the doc-test render with the helm and kubectl that
+# make deps built; here their absence is a failure, not a skip.
+test-unit: export BAREMETAL_REQUIRE_TOOLS = 1
 test-unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
@@ -39,11 +44,13 @@ test-fuzz:
 
 # End-to-end: real etcd, kube-apiserver, CCM, agents and FRR in network
 # namespaces. Needs root.
-# The deploy lab test applies the manifests and runs the binaries with their
-# ServiceAccounts, proving the RBAC is enough.
+# The deploy lab test installs each way (base, copied overlay, Helm chart)
+# and runs the binaries with their ServiceAccounts, proving the RBAC is
+# enough; the docs lab test runs the docs' doctest-lab commands.
+test-e2e: export BAREMETAL_REQUIRE_TOOLS = 1
 test-e2e: deps
 	$(GO) test -count=1 -p 1 -timeout 45m $(E2E_FLAGS) ./test/e2e/
-	$(GO) test -count=1 -tags lab -timeout 10m ./deploy/
+	$(GO) test -count=1 -tags lab -timeout 10m ./deploy/ ./docs/
 	$(GO) test -count=1 -tags lab -timeout 10m ./announce/l2/
 
 test: deps vet test-unit test-fuzz test-e2e

@@ -1,19 +1,22 @@
 //go:build lab
 
-// The manifests against a real API server: server-side apply, then the real
-// binaries running with the manifests' ServiceAccounts, proving the RBAC is
-// enough. Needs root and the lab (see test/lab); run with
+// The install paths against a real API server: server-side apply, then the
+// real binaries running with the ServiceAccounts they create, proving the
+// RBAC is enough. Needs root, the lab (see test/lab) and make deps (helm and
+// kubectl); run with
 //
 //	go test -tags lab -run TestManifestsInLab ./deploy
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,35 +24,94 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
+// installPath is one documented way to install: the objects it creates and
+// the namespaces of the CCM and the agents in them.
+type installPath struct {
+	name           string
+	objects        func(t *testing.T) []*unstructured.Unstructured
+	ccmNS, agentNS string
+}
+
+// TestManifestsInLab installs each documented way in turn (the kustomize
+// base, a copy of the example overlay as docs/install.md makes it offline,
+// the Helm chart with its namespaces changed) into its own lab cluster with
+// server-side apply, then runs the real binaries with the ServiceAccounts
+// that install created: a Service gets its address and is announced, the
+// node is initialised, the CCM's secure port answers, and nothing is
+// refused by RBAC.
 func TestManifestsInLab(t *testing.T) {
+	bins, err := lab.BuildBinaries(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []installPath{
+		{name: "base", ccmNS: "kube-system", agentNS: agentNS, objects: func(t *testing.T) []*unstructured.Unstructured {
+			objs, err := Read("base")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return objs
+		}},
+		{name: "copied-overlay", ccmNS: "kube-system", agentNS: agentNS, objects: func(t *testing.T) []*unstructured.Unstructured {
+			tool(t, "kubectl")
+			objs, err := Render(offlineCopy(t, "overlays/example"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return objs
+		}},
+		{name: "helm-chart", ccmNS: "baremetal-ccm", agentNS: "lb-agents", objects: func(t *testing.T) []*unstructured.Unstructured {
+			tool(t, "helm")
+			objs, err := RenderChart(chartDir, "baremetal", "baremetal-ccm",
+				"--set", "ccm.namespace=baremetal-ccm", "--set", "agent.namespace=lb-agents",
+				"--set", "bgpPasswords.passwords.tor-a=change-me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Helm does not create the release namespace; `helm install
+			// --create-namespace` would.
+			ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace"}}
+			ns.SetName("baremetal-ccm")
+			return append([]*unstructured.Unstructured{ns}, objs...)
+		}},
+	}
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) { testInstallPath(t, bins, p) })
+	}
+}
+
+func testInstallPath(t *testing.T, bins *lab.Binaries, p installPath) {
 	ctx := context.Background()
+	objs := p.objects(t)
 	env := lab.NewTestEnv(t)
 	c, err := env.StartCluster(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := lab.BuildBinaries(ctx, t.TempDir())
+	summary, err := Apply(ctx, c.RestConfig, namespacesFirst(objs), ApplyOptions{FieldManager: "deploy-test"})
+	if err != nil {
+		t.Fatalf("applying the %s install: %v", p.name, err)
+	}
+	t.Logf("applied %s: %s", p.name, summary)
+
+	// The binaries read a lab cloud-config (a pool on the lab's segment);
+	// what is under test here is the identity and RBAC the install created.
+	cloudConfig := "base/cloud-config.yaml"
+	ccmConfig, err := c.ServiceAccountKubeconfig(ctx, p.ccmNS, ccmName)
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// The base for real (it creates the agents' namespace), the overlay as a
-	// server-side dry run on top.
-	apply(t, c, "base", false)
-	apply(t, c, "overlays/example", true)
-
-	ccmConfig, err := c.ServiceAccountKubeconfig(ctx, "kube-system", ccmName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccm, err := env.StartProcess("", "ccm", bins.Path("baremetal-cloud-controller-manager"),
-		"--kubeconfig="+ccmConfig, "--authentication-kubeconfig="+ccmConfig, "--authorization-kubeconfig="+ccmConfig,
-		"--cloud-config=base/cloud-config.yaml", "--leader-elect=true",
-		"--bind-address=127.0.0.1", "--secure-port=21258", "-v=2")
+	ccmArgs := []string{"--kubeconfig=" + ccmConfig, "--authentication-kubeconfig=" + ccmConfig, "--authorization-kubeconfig=" + ccmConfig,
+		"--cloud-config=" + cloudConfig, "--leader-elect=true",
+		"--bind-address=127.0.0.1", "--secure-port=21258", "-v=2"}
+	ccmArgs = append(ccmArgs, containerArgs(t, objs, "Deployment", "--leader-elect-resource-namespace")...)
+	ccm, err := env.StartProcess("", "ccm", append([]string{bins.Path("baremetal-cloud-controller-manager")}, ccmArgs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +127,12 @@ func TestManifestsInLab(t *testing.T) {
 	if err := c.CreateNode(ctx, "n1", []netip.Addr{netip.MustParseAddr("192.0.2.11")}, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	agentConfig, err := c.ServiceAccountKubeconfigIn(ctx, node, agentNS, agentName)
+	agentConfig, err := c.ServiceAccountKubeconfigIn(ctx, node, p.agentNS, agentName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	agent, err := node.Start("agent", bins.Path("baremetal-node-agent"), "--kubeconfig="+agentConfig,
-		"--node-name=n1", "--namespace="+agentNS, "--cloud-config=base/cloud-config.yaml",
+		"--node-name=n1", "--namespace="+p.agentNS, "--cloud-config="+cloudConfig,
 		"--metrics-bind-address=127.0.0.1:19101", "--health-bind-address=127.0.0.1:19102", "-v=2")
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +155,26 @@ func TestManifestsInLab(t *testing.T) {
 		}
 		return nil
 	})
+	// docs/install.md, "Nodes initialised before the CCM": a Node registered
+	// without the uninitialized taint is left alone until the taint is put
+	// back, then initialised.
+	if err := c.CreateNode(ctx, "n2", []netip.Addr{netip.MustParseAddr("192.0.2.12")}, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	taint := `{"spec":{"taints":[{"key":"node.cloudprovider.kubernetes.io/uninitialized","value":"true","effect":"NoSchedule"}]}}`
+	if _, err := c.Client.CoreV1().Nodes().Patch(ctx, "n2", types.StrategicMergePatchType, []byte(taint), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the re-tainted node is initialised", func() error {
+		n, err := c.Client.CoreV1().Nodes().Get(ctx, "n2", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if n.Spec.ProviderID != "baremetal://n2" || len(n.Spec.Taints) != 0 {
+			return fmt.Errorf("providerID %q, taints %v", n.Spec.ProviderID, n.Spec.Taints)
+		}
+		return nil
+	})
 	eventually(t, "the Service gets an address and the agent announces it", func() error {
 		s, err := c.Client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
@@ -110,7 +192,7 @@ func TestManifestsInLab(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := c.Client.CoordinationV1().Leases(agentNS).Get(ctx, "baremetal-agent-n1", metav1.GetOptions{}); err != nil {
+	if _, err := c.Client.CoordinationV1().Leases(p.agentNS).Get(ctx, "baremetal-agent-n1", metav1.GetOptions{}); err != nil {
 		t.Errorf("agent Lease: %v", err)
 	}
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
@@ -146,19 +228,47 @@ func TestManifestsInLab(t *testing.T) {
 	}
 }
 
-// apply server-side applies dir's objects as the admin, in file order (the
-// Namespace comes first), optionally as a dry run.
-func apply(t *testing.T, c *lab.Cluster, dir string, dryRun bool) {
+// namespacesFirst orders objs so that Namespaces are applied before the
+// objects in them (helm template sorts by its own install order, which has
+// them first too; kustomize keeps file order).
+func namespacesFirst(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := slices.Clone(objs)
+	slices.SortStableFunc(out, func(a, b *unstructured.Unstructured) int {
+		rank := func(o *unstructured.Unstructured) int {
+			if o.GetKind() == "Namespace" {
+				return 0
+			}
+			return 1
+		}
+		return cmp.Compare(rank(a), rank(b))
+	})
+	return out
+}
+
+// containerArgs returns the arguments named flag (any of them) of the first
+// container of the install's kind object, so the lab runs the binaries with
+// the flags an install adds for its layout.
+func containerArgs(t *testing.T, objs []*unstructured.Unstructured, kind string, flags ...string) []string {
 	t.Helper()
-	objs, err := Read(dir)
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for _, o := range objs {
+		if o.GetKind() != kind {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		if len(containers) == 0 {
+			t.Fatalf("%s %s has no containers", kind, describe(o))
+		}
+		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		for _, a := range args {
+			for _, f := range flags {
+				if strings.HasPrefix(a, f+"=") {
+					out = append(out, a)
+				}
+			}
+		}
 	}
-	summary, err := Apply(context.Background(), c.RestConfig, objs, ApplyOptions{FieldManager: "deploy-test", DryRun: dryRun})
-	if err != nil {
-		t.Fatalf("applying %s: %v", dir, err)
-	}
-	t.Logf("applied %s (dry run %t): %s", dir, dryRun, summary)
+	return out
 }
 
 func eventually(t *testing.T, what string, f func() error) {

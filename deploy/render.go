@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -21,18 +22,34 @@ import (
 )
 
 // Render builds the kustomization in dir with `kubectl kustomize` (the
-// kustomize built into kubectl, so no separate tool) and returns its objects
-// in output order.
+// kustomize built into kubectl, so no separate tool; see ToolPath) and
+// returns its objects in output order.
 func Render(dir string) ([]*unstructured.Unstructured, error) {
-	kubectl, err := exec.LookPath("kubectl")
+	kubectl, err := ToolPath("kubectl")
 	if err != nil {
-		return nil, fmt.Errorf("rendering %s needs kubectl on PATH: %w", dir, err)
+		return nil, fmt.Errorf("rendering %s: %w", dir, err)
 	}
+	return run(kubectl, "kustomize", dir)
+}
+
+// RenderChart renders the Helm chart in dir with `helm template` as release
+// name in namespace, with extra helm arguments such as
+// "--set-file", "cloudConfig=my.yaml", and returns its objects.
+func RenderChart(dir, name, namespace string, args ...string) ([]*unstructured.Unstructured, error) {
+	helm, err := ToolPath("helm")
+	if err != nil {
+		return nil, fmt.Errorf("rendering %s: %w", dir, err)
+	}
+	return run(helm, append([]string{"template", name, dir, "--namespace", namespace}, args...)...)
+}
+
+// run runs a renderer and decodes what it prints.
+func run(tool string, args ...string) ([]*unstructured.Unstructured, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", dir)
+	cmd := exec.Command(tool, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("kubectl kustomize %s: %w: %s", dir, err, stderr.String())
+		return nil, fmt.Errorf("%s %s: %w: %s", filepath.Base(tool), strings.Join(args, " "), err, stderr.String())
 	}
 	return Decode(stdout.Bytes())
 }
@@ -64,6 +81,16 @@ func Decode(data []byte) ([]*unstructured.Unstructured, error) {
 	}
 }
 
+// localBase is deploy/base in this checkout, found from this file's
+// compile-time location.
+func localBase() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("cannot locate deploy/base: no caller information")
+	}
+	return filepath.Join(filepath.Dir(file), "base"), nil
+}
+
 // kustomization is the part of kustomize's format the manifests use.
 type kustomization struct {
 	Resources          []string `json:"resources"`
@@ -79,10 +106,17 @@ type kustomization struct {
 	} `json:"images"`
 }
 
+// RemoteBase is the base as overlays outside this repository name it: a
+// kustomize remote target, pinned with ?ref= to the release whose image the
+// overlay runs.
+const RemoteBase = "github.com/cloud-provider-baremetal/cloud-provider-baremetal//deploy/base"
+
 // Read builds the kustomization in dir without kustomize, for the fields the
 // manifests use (resources, configMapGenerator, images; generatorOptions is
 // taken to disable name hashes). Any other field is an error, so Read never
 // silently disagrees with kustomize; the tests check it agrees with Render.
+// A resource naming RemoteBase (any ref) is read from this checkout's
+// deploy/base: tests do not fetch from the network.
 func Read(dir string) ([]*unstructured.Unstructured, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
@@ -104,6 +138,13 @@ func Read(dir string) ([]*unstructured.Unstructured, error) {
 	var objs []*unstructured.Unstructured
 	for _, r := range k.Resources {
 		path := filepath.Join(dir, r)
+		if remote, _, _ := strings.Cut(strings.TrimPrefix(r, "https://"), "?"); remote == RemoteBase {
+			base, err := localBase()
+			if err != nil {
+				return nil, err
+			}
+			path = base
+		}
 		if st, err := os.Stat(path); err == nil && st.IsDir() {
 			sub, err := Read(path)
 			if err != nil {

@@ -592,3 +592,22 @@ func TestSetErrorKeepsWhatWasAnswered(t *testing.T) {
 	h.open.links["eth0"] = saved
 	h.open.mu.Unlock()
 }
+
+// A claim's MAC outlives the frame it came in: the reader reuses its
+// buffer for the next frame.
+func TestClaimedMACIsKept(t *testing.T) {
+	h := newHarness(t)
+	h.set(Announcement{Addr: vip6, Interface: "eth0"})
+	h.step(DefaultProbeWait)
+	eq(t, "changes", h.takeChanges(), []string{"Announced 2001:db8::240 eth0"})
+	c := h.open.conn(t, true, "eth0")
+	h.set()
+	// An advertisement without a target link-layer option: the MAC is the
+	// frame's source, inside the read buffer.
+	na := &ndp.NeighborAdvertisement{Override: true, TargetAddress: vip6}
+	b, err := ndpFrame(agentMAC, allNodesMAC, vip6, netip.IPv6LinkLocalAllNodes(), na)
+	deliver(c, mustFrame(t, b, err))
+	deliver(c, ns(t, clientIP6, netip.MustParseAddr("2001:db8::999"))) // overwrites the buffer
+	h.step(handoverGrace)
+	eq(t, "changes", h.takeChanges(), []string{"Withdrawn 2001:db8::240 eth0 " + agentMAC.String()})
+}

@@ -3,23 +3,23 @@ package convert
 import (
 	"bytes"
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
-
-	"gopkg.in/yaml.v3"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"time"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // build assembles the cloud-config from the intermediate model, noting every
 // difference from what MetalLB would have done.
-func (c *converter) build() outConfig {
-	var out outConfig
-	peerNames := c.buildPeers(&out)
+func (c *converter) build() *config.Config {
+	out := &config.Config{}
+	peerNames := c.buildPeers(out)
 
 	// MetalLB tries pools by ascending serviceAllocation.priority, pools
 	// without one last; baremetal tries them in file order.
@@ -46,12 +46,12 @@ func priority(p pool) *int {
 
 // buildPeers converts BGP peers and returns MetalLB peer name → cloud-config
 // peer name for the peers that made it.
-func (c *converter) buildPeers(out *outConfig) map[string]string {
+func (c *converter) buildPeers(out *config.Config) map[string]string {
 	names := map[string]string{}
 	if len(c.peers) == 0 {
 		return names
 	}
-	bgp := &outBGP{}
+	bgp := &out.BGP
 	routerIDs := map[string]bool{}
 	taken := map[string]bool{}
 	for _, p := range c.peers {
@@ -73,10 +73,11 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 		}
 		names[p.name] = name
 		routerIDs[s.RouterID] = true
-		op := outPeer{
-			Name: name, Address: s.Address, ASN: s.ASN, HoldTime: s.HoldTime, KeepaliveTime: s.KeepaliveTime,
+		op := config.Peer{
+			Name: name, Address: s.Address, ASN: s.ASN,
 			SourceAddress: s.SrcAddress, GracefulRestart: s.EnableGracefulRestart,
 		}
+		c.timers(p.src, &op, s.HoldTime, s.KeepaliveTime)
 		// The first peer's myASN becomes bgp.asn; a peer with another
 		// one keeps it as its localASN (e.g. an ASN per rack).
 		if bgp.ASN == 0 {
@@ -98,9 +99,15 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 			}
 			c.note(p.src, "the TCP MD5 password (%s) is not copied: put it in the agents' password Secret under key %q so it is mounted at %s", from, name+".password", op.PasswordFile)
 		}
-		op.NodeSelector = c.firstSelector(p.src, "nodeSelectors", s.NodeSelectors)
+		op.NodeSelector = c.firstSelector(p.src, "nodeSelectors", "nodes", s.NodeSelectors)
 		if s.BFDProfile != "" {
-			c.note(p.src, "bfdProfile %q not carried over: give the peer a bfd section (receiveInterval, transmitInterval, detectMultiplier) with the profile's values", s.BFDProfile)
+			op.BFD = c.bfd(p.src, s.BFDProfile)
+		}
+		if s.DisableMP {
+			c.note(p.src, "disableMP not carried over: baremetal offers IPv4 and IPv6 routes on every session (multiprotocol BGP) and the router activates what it accepts; to keep the other family off this session, activate only the peer address's family for this neighbor on the router")
+		}
+		if s.DualStackAddressFamily {
+			c.note(p.src, "dualStackAddressFamily needs no setting: baremetal always offers IPv4 and IPv6 routes on every session")
 		}
 		if s.ConnectTime != "" {
 			c.note(p.src, "connectTime %s not carried over: the speaker's retry interval is fixed", s.ConnectTime)
@@ -117,16 +124,15 @@ func (c *converter) buildPeers(out *outConfig) map[string]string {
 	} else {
 		c.note("BGPPeer routerID", "peers use different router IDs; baremetal has one (bgp.routerID) and defaults it to each node's IPv4 InternalIP, which is used instead")
 	}
-	out.BGP = bgp
 	return names
 }
 
-func (c *converter) buildPool(p pool, peerNames map[string]string) outPool {
+func (c *converter) buildPool(p pool, peerNames map[string]string) config.Pool {
 	name := dnsLabel(p.name)
 	if name != p.name {
 		c.note(p.src, "renamed to %q (cloud-config names are DNS-1123 labels); Services that name the pool in an annotation must be updated", name)
 	}
-	op := outPool{Name: name, AvoidBuggyIPs: p.spec.AvoidBuggyIPs}
+	op := config.Pool{Name: name, AvoidBuggyIPs: p.spec.AvoidBuggyIPs}
 	if p.spec.AutoAssign != nil && !*p.spec.AutoAssign {
 		op.AutoAssign = p.spec.AutoAssign
 	}
@@ -144,7 +150,7 @@ func (c *converter) buildPool(p pool, peerNames map[string]string) outPool {
 			op.Namespaces = []string{NamespacePlaceholder}
 			c.note(p.src, "serviceAllocation.namespaceSelectors cannot be expressed: the pool's namespaces are the placeholder %q, which `baremetal-config validate` and the binaries refuse until you replace it with the namespaces the selectors matched", NamespacePlaceholder)
 		}
-		op.ServiceSelector = c.firstSelector(p.src, "serviceAllocation.serviceSelectors", sa.ServiceSelectors)
+		op.ServiceSelector = c.firstSelector(p.src, "serviceAllocation.serviceSelectors", "Services", sa.ServiceSelectors)
 	}
 
 	var l2s []l2Ad
@@ -161,22 +167,22 @@ func (c *converter) buildPool(p pool, peerNames map[string]string) outPool {
 	}
 	switch {
 	case len(bgps) > 0:
-		op.Mode = string(config.ModeBGP)
+		op.Mode = config.ModeBGP
 		if len(l2s) > 0 {
 			c.note(p.src, "advertised by both BGP and layer 2 (%s); a baremetal pool has one mode, so it is announced by BGP only", l2s[0].src)
 		}
 		c.bgpPool(&op, p, bgps, peerNames)
 	case len(l2s) > 0:
-		op.Mode = string(config.ModeLayer2)
+		op.Mode = config.ModeLayer2
 		c.l2Pool(&op, p, l2s)
 	default:
-		op.Mode = string(config.ModeLayer2)
+		op.Mode = config.ModeLayer2
 		c.note(p.src, "no L2Advertisement or BGPAdvertisement selects this pool, so MetalLB allocated from it without announcing; baremetal announces every pool: converted as layer2")
 	}
 	return op
 }
 
-func (c *converter) l2Pool(op *outPool, p pool, ads []l2Ad) {
+func (c *converter) l2Pool(op *config.Pool, p pool, ads []l2Ad) {
 	var sels []labelSelector
 	allNodes, anyInterface := false, false
 	ifaces := map[string]bool{}
@@ -202,16 +208,16 @@ func (c *converter) l2Pool(op *outPool, p pool, ads []l2Ad) {
 		c.note(p.src, "the interfaces of %d L2Advertisements are merged into one list for all of the pool's nodes", len(ads))
 	}
 	if !allNodes {
-		op.NodeSelector = c.firstSelector(p.src, "L2Advertisement nodeSelectors", sels)
+		op.NodeSelector = c.firstSelector(p.src, "L2Advertisement nodeSelectors", "nodes", sels)
 	}
 }
 
-func (c *converter) bgpPool(op *outPool, p pool, ads []bgpAd, peerNames map[string]string) {
+func (c *converter) bgpPool(op *config.Pool, p pool, ads []bgpAd, peerNames map[string]string) {
 	a := ads[0]
 	for _, extra := range ads[1:] {
 		c.note(extra.src, "not carried over for pool %q: a baremetal pool has one BGP advertisement, and %s is used", op.Name, a.src)
 	}
-	b := &outPoolBGP{}
+	b := &config.PoolBGP{}
 	for _, name := range a.spec.Peers {
 		if n, ok := peerNames[name]; ok {
 			b.Peers = append(b.Peers, n)
@@ -237,10 +243,10 @@ func (c *converter) bgpPool(op *outPool, p pool, ads []bgpAd, peerNames map[stri
 	if l := a.spec.AggregationLengthV6; l != nil && *l != 128 {
 		b.AggregationLengthV6 = l
 	}
-	if !b.empty() {
+	if !reflect.ValueOf(*b).IsZero() {
 		op.BGP = b
 	}
-	op.NodeSelector = c.firstSelector(a.src, "nodeSelectors", a.spec.NodeSelectors)
+	op.NodeSelector = c.firstSelector(a.src, "nodeSelectors", "nodes", a.spec.NodeSelectors)
 }
 
 // community resolves a BGPAdvertisement community: a Community object's
@@ -284,15 +290,81 @@ func (c *converter) selects(src string, names []string, sels []labelSelector, p 
 
 // firstSelector carries over a list of ORed selectors when it has one entry:
 // the cloud-config has a single selector per object. With several, the first
-// is kept, which narrows the set of nodes rather than widening it.
-func (c *converter) firstSelector(src, field string, sels []labelSelector) *outSelector {
+// is kept, which narrows what is selected rather than widening it. what
+// names the objects selected ("nodes", "Services").
+func (c *converter) firstSelector(src, field, what string, sels []labelSelector) *config.Selector {
 	if len(sels) == 0 {
 		return nil
 	}
 	if len(sels) > 1 {
-		c.note(src, "%s has %d selectors (MetalLB ORs them); a cloud-config has one selector here, so only the first is kept — write one selector that matches all the nodes meant", field, len(sels))
+		c.note(src, "%s has %d selectors (MetalLB ORs them); a cloud-config has one selector here, so only the first is kept — write one selector that matches all the %s the %d selected", field, len(sels), what, len(sels))
 	}
-	return selectorOut(sels[0])
+	s := sels[0]
+	if len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0 {
+		return nil
+	}
+	out := &config.Selector{MatchLabels: s.MatchLabels}
+	for _, r := range s.MatchExpressions {
+		out.MatchExpressions = append(out.MatchExpressions, config.Requirement{Key: r.Key, Operator: r.Operator, Values: r.Values})
+	}
+	return out
+}
+
+// timers carries over a peer's holdTime and keepaliveTime. MetalLB's
+// holdTime 0s turns the hold timer and keepalives off, which baremetal
+// cannot do: the note says what the session uses instead, and the output
+// spells it out rather than leaving the default implicit.
+func (c *converter) timers(src string, op *config.Peer, hold, keepalive string) {
+	parse := func(field, s string) (time.Duration, bool) {
+		if s == "" {
+			return 0, false
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			c.note(src, "%s %q is not a duration and is not carried over: the default is used", field, s)
+			return 0, false
+		}
+		return d, true
+	}
+	if d, ok := parse("holdTime", hold); ok {
+		switch {
+		case d == 0:
+			op.HoldTime = config.DefaultHoldTime
+			c.note(src, "holdTime 0s (no hold timer, no keepalives) is not supported: written as holdTime %s; baremetal needs at least 3s", config.FormatDuration(op.HoldTime))
+		case d < 3*time.Second:
+			op.HoldTime = 3 * time.Second
+			c.note(src, "holdTime %s is below BGP's minimum of 3s: written as 3s", hold)
+		default:
+			op.HoldTime = d
+		}
+	}
+	if d, ok := parse("keepaliveTime", keepalive); ok {
+		if d == 0 {
+			c.note(src, "keepaliveTime 0s not carried over: keepalives are sent every third of holdTime")
+		} else {
+			op.KeepaliveTime = d
+		}
+	}
+}
+
+// bfd carries over a BFD profile as the peer's bfd section.
+func (c *converter) bfd(src, name string) *config.PeerBFD {
+	prof, ok := c.bfdProfiles[name]
+	if !ok {
+		c.note(src, "bfdProfile %q is not among the inputs, so the peer runs BFD with the defaults (300ms, 300ms, 3); convert with the BFDProfile to carry its timers over", name)
+		return &config.PeerBFD{}
+	}
+	b := &config.PeerBFD{}
+	if prof.ReceiveInterval != nil {
+		b.ReceiveInterval = time.Duration(*prof.ReceiveInterval) * time.Millisecond
+	}
+	if prof.TransmitInterval != nil {
+		b.TransmitInterval = time.Duration(*prof.TransmitInterval) * time.Millisecond
+	}
+	if prof.DetectMultiplier != nil {
+		b.DetectMultiplier = uint8(min(*prof.DetectMultiplier, 255))
+	}
+	return b
 }
 
 // address normalises one MetalLB address entry. MetalLB reads a CIDR with
@@ -343,7 +415,7 @@ func uniqueName(name string, taken map[string]bool) string {
 
 // render writes the cloud-config with the notes as a header comment, so the
 // file itself tells a reviewer what changed.
-func render(out outConfig, notes []Note) ([]byte, error) {
+func render(out *config.Config, notes []Note) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# cloud-config converted from MetalLB configuration by `baremetal-config convert`.\n")
 	if len(notes) > 0 {
@@ -352,13 +424,10 @@ func render(out outConfig, notes []Note) ([]byte, error) {
 			buf.WriteString("#   - " + strings.ReplaceAll(n.String(), "\n", " ") + "\n")
 		}
 	}
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(out); err != nil {
-		return nil, fmt.Errorf("writing the cloud-config: %w", err)
+	data, err := config.Marshal(out)
+	if err != nil {
+		return nil, err
 	}
-	if err := enc.Close(); err != nil {
-		return nil, fmt.Errorf("writing the cloud-config: %w", err)
-	}
+	buf.Write(data)
 	return buf.Bytes(), nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -60,7 +61,7 @@ const PasswordDir = "/etc/baremetal"
 // skipped with a note. If the result does not validate, the error says why
 // and Result still holds the YAML so it can be inspected.
 func FromMetalLB(sources ...Source) (*Result, error) {
-	c := &converter{communities: map[string]string{}}
+	c := &converter{communities: map[string]string{}, bfdProfiles: map[string]bfdProfileSpec{}}
 	for _, s := range sources {
 		if err := c.readSource(s); err != nil {
 			return nil, err
@@ -127,6 +128,7 @@ type converter struct {
 	bgpAds      []bgpAd
 	peers       []peer
 	communities map[string]string // Community names (CRD or legacy) to values
+	bfdProfiles map[string]bfdProfileSpec
 	notes       []Note
 }
 
@@ -165,6 +167,7 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 		if err := n.Decode(&lc); err != nil {
 			return fmt.Errorf("neither a Kubernetes object nor a MetalLB config: %w", err)
 		}
+		c.noteUnknown(file, "", n, reflect.TypeOf(lc))
 		c.readLegacy(file, lc)
 		return nil
 	}
@@ -184,10 +187,15 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 			c.note(ref, "skipped: a ConfigMap without a `config` key is not MetalLB configuration")
 			return nil
 		}
+		var cn yaml.Node
 		var lc legacyConfig
-		if err := yaml.Unmarshal([]byte(cfg), &lc); err != nil {
+		if err := yaml.Unmarshal([]byte(cfg), &cn); err != nil {
 			return fmt.Errorf("%s: data.config is not valid YAML: %w", ref, err)
 		}
+		if err := cn.Decode(&lc); err != nil {
+			return fmt.Errorf("%s: data.config is not a MetalLB config: %w", ref, err)
+		}
+		c.noteUnknown(ref, "data.config", &cn, reflect.TypeOf(lc))
 		c.readLegacy(ref, lc)
 		return nil
 	}
@@ -199,27 +207,27 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 	switch obj.Kind {
 	case "IPAddressPool":
 		var spec ipAddressPoolSpec
-		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
 			c.pools = append(c.pools, pool{src: ref, name: obj.Metadata.Name, labels: obj.Metadata.Labels, spec: spec})
 		}
 	case "L2Advertisement":
 		var spec l2AdvertisementSpec
-		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
 			c.l2Ads = append(c.l2Ads, l2Ad{src: ref, spec: spec})
 		}
 	case "BGPAdvertisement":
 		var spec bgpAdvertisementSpec
-		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
 			c.bgpAds = append(c.bgpAds, bgpAd{src: ref, spec: spec})
 		}
 	case "BGPPeer":
 		var spec bgpPeerSpec
-		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
 			c.peers = append(c.peers, peer{src: ref, name: obj.Metadata.Name, spec: spec})
 		}
 	case "Community":
 		var spec communitySpec
-		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
 			for _, cm := range spec.Communities {
 				c.communities[cm.Name] = cm.Value
 			}
@@ -228,11 +236,14 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 		// The CRD of MetalLB v0.12-v0.13, deprecated since v0.13: the legacy
 		// pool shape with camelCase fields.
 		var spec addressPoolSpec
-		if err = decodeSpec(&obj.Spec, &spec); err == nil {
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
 			c.addProtocolPool(ref, "bgpAdvertisements", spec.legacy(obj.Metadata.Name))
 		}
 	case "BFDProfile":
-		c.note(ref, "not carried over: give each peer that used it a bfd section (receiveInterval, transmitInterval, detectMultiplier) with its values")
+		var spec bfdProfileSpec
+		if err = c.decodeSpec(ref, &obj.Spec, &spec); err == nil {
+			c.addBFDProfile(ref, obj.Metadata.Name, spec)
+		}
 	default:
 		c.note(ref, "skipped: kind %s is not converted", obj.Kind)
 	}
@@ -243,12 +254,63 @@ func (c *converter) readNode(file string, n *yaml.Node) error {
 }
 
 // decodeSpec decodes an optional spec: an advertisement with no spec at all
-// is valid MetalLB ("advertise every pool from every node").
-func decodeSpec(n *yaml.Node, into any) error {
+// is valid MetalLB ("advertise every pool from every node"). Settings the
+// converter does not know are noted, never dropped silently.
+func (c *converter) decodeSpec(ref string, n *yaml.Node, into any) error {
 	if n.Kind == 0 {
 		return nil
 	}
-	return n.Decode(into)
+	if err := n.Decode(into); err != nil {
+		return err
+	}
+	c.noteUnknown(ref, "spec", n, reflect.TypeOf(into).Elem())
+	return nil
+}
+
+// noteUnknown notes every key under n that type t (a MetalLB shape the
+// converter reads) does not declare: a setting newer than the converter,
+// or one it has no use for, must still reach the person reviewing.
+func (c *converter) noteUnknown(ref, path string, n *yaml.Node, t reflect.Type) {
+	for n.Kind == yaml.AliasNode || n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		if n.Kind == yaml.AliasNode {
+			n = n.Alias
+		} else {
+			n = n.Content[0]
+		}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			c.noteUnknown(ref, fmt.Sprintf("%s[%d]", path, i), item, t.Elem())
+		}
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode && t != reflect.TypeOf(yaml.Node{}):
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			f, ok := fieldByYAMLName(t, key)
+			if !ok {
+				c.note(ref, "%s not carried over: the converter does not know this setting; check whether the cloud-config needs an equivalent", p)
+				continue
+			}
+			c.noteUnknown(ref, p, n.Content[i+1], f.Type)
+		}
+	}
+}
+
+func fieldByYAMLName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // readLegacy maps the legacy format onto the CRD model: each pool gets an
@@ -278,7 +340,21 @@ func (c *converter) readLegacy(ref string, lc legacyConfig) {
 		c.addProtocolPool(fmt.Sprintf("%s address-pools[%d] %q", ref, i, p.Name), "bgp-advertisements", p)
 	}
 	for _, b := range lc.BFDProfiles {
-		c.note(fmt.Sprintf("%s bfd-profiles %q", ref, b.Name), "not carried over: give each peer that used it a bfd section (receiveInterval, transmitInterval, detectMultiplier) with its values")
+		c.addBFDProfile(fmt.Sprintf("%s bfd-profiles %q", ref, b.Name), b.Name, b.crd())
+	}
+}
+
+// addBFDProfile keeps a profile for the peers that name it, noting once
+// what of it a peer's bfd section cannot hold.
+func (c *converter) addBFDProfile(src, name string, p bfdProfileSpec) {
+	c.bfdProfiles[name] = p
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{{"echoMode", p.EchoMode}, {"echoInterval", p.EchoInterval != nil}, {"passiveMode", p.PassiveMode}, {"minimumTtl", p.MinimumTTL != nil}} {
+		if f.set {
+			c.note(src, "%s not carried over: baremetal runs BFD in asynchronous mode, actively, with the peers' bfd timers only", f.field)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -39,8 +40,8 @@ func TestGolden(t *testing.T) {
 			file: "legacy-bgp.yaml",
 			wantNotes: []string{
 				`the TCP MD5 password (given inline) is not copied`,
-				`bfdProfile "fast" not carried over`,
-				`bfd-profiles "fast"`,
+				`peers[1]: holdTime 0s (no hold timer, no keepalives) is not supported: written as holdTime 90s`,
+				`bfd-profiles "fast": echoMode not carried over`,
 				`not carried over for pool "default"`,
 			},
 			check: func(t *testing.T, c *config.Config) {
@@ -89,7 +90,10 @@ func TestGolden(t *testing.T) {
 				`IPAddressPool "team-b": serviceAllocation.namespaceSelectors cannot be expressed`,
 				`BGPAdvertisement "aggregated": not carried over for pool "default"`,
 				`peers use different router IDs`,
-				`BFDProfile "fast": not carried over`,
+				`BFDProfile "fast": passiveMode not carried over`,
+				`BGPPeer "tor.b": disableMP not carried over`,
+				`BGPPeer "tor.b": holdTime 1s is below BGP's minimum of 3s: written as 3s`,
+				`BGPAdvertisement "tenants": spec.advertiseVeryFast not carried over: the converter does not know this setting`,
 			},
 			check: func(t *testing.T, c *config.Config) {
 				// Priority 10 first, then 50, then no priority.
@@ -307,6 +311,49 @@ func TestFromMetalLB(t *testing.T) {
 				if p.Name != "old" || p.Mode != config.ModeBGP || p.IsAutoAssign() || *p.BGP.LocalPref != 50 || p.BGP.Communities[0] != "no-export" {
 					t.Errorf("pool %+v bgp %+v", p, p.BGP)
 				}
+			},
+		},
+		{
+			name: "peer timers: 0s, too short, not a duration",
+			inputs: []string{
+				strings.Replace(peerDoc, "peerAddress: 198.51.100.1", "peerAddress: 198.51.100.1, holdTime: 0s, keepaliveTime: 0s", 1) +
+					"---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: s}\nspec: {myASN: 64512, peerASN: 64500, peerAddress: 198.51.100.2, holdTime: soon, keepaliveTime: 20s}\n",
+			},
+			wantNotes: []string{
+				`BGPPeer "r": holdTime 0s (no hold timer, no keepalives) is not supported: written as holdTime 90s`,
+				`BGPPeer "r": keepaliveTime 0s not carried over`,
+				`BGPPeer "s": holdTime "soon" is not a duration and is not carried over`,
+			},
+			check: func(t *testing.T, c *config.Config) {
+				r, s := c.BGP.Peers[0], c.BGP.Peers[1]
+				if r.HoldTime != 90*time.Second || r.KeepaliveTime != 30*time.Second || s.HoldTime != 90*time.Second || s.KeepaliveTime != 20*time.Second {
+					t.Errorf("timers r %s/%s s %s/%s", r.HoldTime, r.KeepaliveTime, s.HoldTime, s.KeepaliveTime)
+				}
+			},
+		},
+		{
+			name: "ORed service selectors: the note speaks of Services",
+			inputs: []string{"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: a}\n" +
+				"spec: {addresses: [192.0.2.0/28], serviceAllocation: {serviceSelectors: [{matchLabels: {a: b}}, {matchLabels: {c: d}}]}}\n"},
+			wantNotes: []string{"serviceAllocation.serviceSelectors has 2 selectors (MetalLB ORs them); a cloud-config has one selector here, so only the first is kept — write one selector that matches all the Services the 2 selected"},
+		},
+		{
+			name:      "a BFD profile that is not in the input",
+			inputs:    []string{strings.Replace(peerDoc, "peerAddress: 198.51.100.1", "peerAddress: 198.51.100.1, bfdProfile: slow", 1)},
+			wantNotes: []string{`bfdProfile "slow" is not among the inputs, so the peer runs BFD with the defaults`},
+			check: func(t *testing.T, c *config.Config) {
+				if b := c.BGP.Peers[0].BFD; b == nil || b.ReceiveInterval != config.DefaultBFDInterval {
+					t.Errorf("bfd = %+v, want the defaults", b)
+				}
+			},
+		},
+		{
+			name: "unknown settings in a legacy ConfigMap are noted",
+			inputs: []string{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: config}\ndata:\n  config: |\n" +
+				"    peers: [{peer-address: 198.51.100.1, peer-asn: 64500, my-asn: 64512, vrf: red}]\n    address-pools: [{name: a, protocol: bgp, addresses: [192.0.2.0/28]}]\n    bgp-extra: 1\n"},
+			wantNotes: []string{
+				`ConfigMap "config": data.config.peers[0].vrf not carried over: the converter does not know this setting`,
+				`ConfigMap "config": data.config.bgp-extra not carried over`,
 			},
 		},
 		{

@@ -71,24 +71,56 @@ type bgpAdvertisementSpec struct {
 
 // metallb.io BGPPeer, v1beta1 and v1beta2 (v1beta2 is a superset).
 type bgpPeerSpec struct {
-	MyASN                 uint32          `yaml:"myASN"`
-	ASN                   uint32          `yaml:"peerASN"`
-	DynamicASN            string          `yaml:"dynamicASN"`
-	Address               string          `yaml:"peerAddress"`
-	Interface             string          `yaml:"interface"`
-	SrcAddress            string          `yaml:"sourceAddress"`
-	Port                  uint16          `yaml:"peerPort"`
-	HoldTime              string          `yaml:"holdTime"`
-	KeepaliveTime         string          `yaml:"keepaliveTime"`
-	ConnectTime           string          `yaml:"connectTime"`
-	RouterID              string          `yaml:"routerID"`
-	NodeSelectors         []labelSelector `yaml:"nodeSelectors"`
-	Password              string          `yaml:"password"`
-	PasswordSecret        secretRef       `yaml:"passwordSecret"`
-	BFDProfile            string          `yaml:"bfdProfile"`
-	EnableGracefulRestart bool            `yaml:"enableGracefulRestart"`
-	EBGPMultiHop          bool            `yaml:"ebgpMultiHop"`
-	VRFName               string          `yaml:"vrf"`
+	MyASN                  uint32          `yaml:"myASN"`
+	ASN                    uint32          `yaml:"peerASN"`
+	DynamicASN             string          `yaml:"dynamicASN"`
+	Address                string          `yaml:"peerAddress"`
+	Interface              string          `yaml:"interface"`
+	SrcAddress             string          `yaml:"sourceAddress"`
+	Port                   uint16          `yaml:"peerPort"`
+	HoldTime               string          `yaml:"holdTime"`
+	KeepaliveTime          string          `yaml:"keepaliveTime"`
+	ConnectTime            string          `yaml:"connectTime"`
+	RouterID               string          `yaml:"routerID"`
+	NodeSelectors          []labelSelector `yaml:"nodeSelectors"`
+	Password               string          `yaml:"password"`
+	PasswordSecret         secretRef       `yaml:"passwordSecret"`
+	BFDProfile             string          `yaml:"bfdProfile"`
+	EnableGracefulRestart  bool            `yaml:"enableGracefulRestart"`
+	EBGPMultiHop           bool            `yaml:"ebgpMultiHop"`
+	VRFName                string          `yaml:"vrf"`
+	DisableMP              bool            `yaml:"disableMP"`
+	DualStackAddressFamily bool            `yaml:"dualStackAddressFamily"`
+}
+
+// metallb.io BFDProfile (v1beta1); intervals in milliseconds.
+type bfdProfileSpec struct {
+	ReceiveInterval  *uint32 `yaml:"receiveInterval"`
+	TransmitInterval *uint32 `yaml:"transmitInterval"`
+	DetectMultiplier *uint32 `yaml:"detectMultiplier"`
+	EchoInterval     *uint32 `yaml:"echoInterval"`
+	EchoMode         bool    `yaml:"echoMode"`
+	PassiveMode      bool    `yaml:"passiveMode"`
+	MinimumTTL       *uint32 `yaml:"minimumTtl"`
+}
+
+// The legacy ConfigMap's bfd-profiles entry.
+type legacyBFDProfile struct {
+	Name             string  `yaml:"name"`
+	ReceiveInterval  *uint32 `yaml:"receive-interval"`
+	TransmitInterval *uint32 `yaml:"transmit-interval"`
+	DetectMultiplier *uint32 `yaml:"detect-multiplier"`
+	EchoInterval     *uint32 `yaml:"echo-interval"`
+	EchoMode         bool    `yaml:"echo-mode"`
+	PassiveMode      bool    `yaml:"passive-mode"`
+	MinimumTTL       *uint32 `yaml:"minimum-ttl"`
+}
+
+func (b legacyBFDProfile) crd() bfdProfileSpec {
+	return bfdProfileSpec{
+		ReceiveInterval: b.ReceiveInterval, TransmitInterval: b.TransmitInterval, DetectMultiplier: b.DetectMultiplier,
+		EchoInterval: b.EchoInterval, EchoMode: b.EchoMode, PassiveMode: b.PassiveMode, MinimumTTL: b.MinimumTTL,
+	}
 }
 
 type secretRef struct {
@@ -106,12 +138,10 @@ type communitySpec struct {
 
 // legacyConfig is the `config` key of MetalLB's ConfigMap (v0.12 and older).
 type legacyConfig struct {
-	Peers          []legacyPeer      `yaml:"peers"`
-	BGPCommunities map[string]string `yaml:"bgp-communities"`
-	Pools          []legacyPool      `yaml:"address-pools"`
-	BFDProfiles    []struct {
-		Name string `yaml:"name"`
-	} `yaml:"bfd-profiles"`
+	Peers          []legacyPeer       `yaml:"peers"`
+	BGPCommunities map[string]string  `yaml:"bgp-communities"`
+	Pools          []legacyPool       `yaml:"address-pools"`
+	BFDProfiles    []legacyBFDProfile `yaml:"bfd-profiles"`
 }
 
 type legacyPeer struct {

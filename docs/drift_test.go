@@ -1,0 +1,75 @@
+package docs
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestReferenceIsComplete: what the binaries export is on the reference
+// pages, so a new metric, agent flag or Lease annotation cannot ship
+// undocumented. Names are read from the Go sources, not from a list here.
+func TestReferenceIsComplete(t *testing.T) {
+	metrics := sourceMatches(t, `"(baremetal_[a-z_]+)"`, "..")
+	flags := sourceMatches(t, `fs\.[A-Za-z]+Var\(&o\.[A-Za-z]+, "([a-z-]+)"`, "../cmd/baremetal-node-agent")
+	annotations := sourceMatches(t, `annotationPrefix \+ "([a-z-]+)"`, "../announce")
+	for _, tt := range []struct {
+		what, page, format string
+		names          []string
+		atLeast        int
+	}{
+		{"metric", "metrics-and-events.md", "`%s`", metrics, 15},
+		{"agent flag", "install.md", "`--%s`", flags, 8},
+		{"Lease annotation", "metrics-and-events.md", "`baremetal.cloud-provider.io/%s`", annotations, 3},
+	} {
+		if len(tt.names) < tt.atLeast {
+			t.Errorf("found only %d %ss in the sources (%v): has the code moved?", len(tt.names), tt.what, tt.names)
+		}
+		data, err := os.ReadFile(tt.page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range tt.names {
+			if !strings.Contains(string(data), strings.Replace(tt.format, "%s", n, 1)) {
+				t.Errorf("%s %s is not documented in docs/%s", tt.what, n, tt.page)
+			}
+		}
+	}
+}
+
+// sourceMatches returns the first submatch of pattern over the non-test Go
+// files under dir (hack/ and test/ excluded), deduplicated.
+func sourceMatches(t *testing.T, pattern, dir string) []string {
+	t.Helper()
+	re := regexp.MustCompile(pattern)
+	seen := map[string]bool{}
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "hack" || d.Name() == "test" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			if !seen[m[1]] {
+				seen[m[1]] = true
+				out = append(out, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

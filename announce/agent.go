@@ -1,13 +1,9 @@
-// Package announce is the node agent: it keeps this node's Lease, judges
-// which agents are alive, elects the owner of every VIP and makes the data
-// plane (announce/l2, announce/bgp) match, one reconcile pass at a time.
-//
-// Agents learn everything they decide on from the API server: Services
-// (status.loadBalancer.ingress), EndpointSlices, Nodes and the agents'
-// Leases, so every agent computes the same owners from the same objects.
-// The one thing they say to each other directly is a UDP heartbeat from the
-// next-in-line node to an owner (see Heartbeats): a crash shows there well
-// before the owner's Lease expires, at no cost in API writes.
+// Package announce is the node agent: it keeps this node's Lease
+// (membership), exchanges authenticated heartbeats with the agents that
+// share VIPs with it (liveness), plans who answers for every VIP with one
+// pure function (Decide) and makes the data planes (announce/l2,
+// announce/bgp) match. docs/agent-model.md describes the model and the
+// faults it survives.
 package announce
 
 import (
@@ -17,17 +13,13 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/vishvananda/netlink"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -40,6 +32,7 @@ import (
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/heartbeat"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
@@ -47,31 +40,51 @@ import (
 // Component names the agent in events.
 const Component = "baremetal-node-agent"
 
-// Options configure an Agent.
+// Options configure an Agent. Client, NodeName, Namespace and Config are
+// required; the rest default to the real thing.
 type Options struct {
 	Client    kubernetes.Interface
 	NodeName  string
 	Namespace string
 	Config    *config.Config
-	// Clock defaults to the real clock.
+	// Clock is every timer's source; the real clock if nil.
 	Clock clock.WithTicker
 	// Recorder records events on Services; default: to the API server.
 	Recorder record.EventRecorder
 	Metrics  *Metrics
-	// HeartbeatPort is the UDP port of the direct heartbeats between
-	// agents that detect a crashed owner before its lease expires; 0
-	// turns them off (failover then takes up to leaseDuration).
+	// HeartbeatPort is the UDP port of the heartbeats between agents
+	// (heartbeat.DefaultPort, 7474); 0 turns them off, and failover then
+	// waits for the Lease backstop (nodeAgent.leaseDuration).
 	HeartbeatPort int
+	// HeartbeatKeyFile, if set, holds the heartbeat key instead of the
+	// Secret baremetal-node-agent-heartbeat.
+	HeartbeatKeyFile string
+
+	// For tests: the data planes, the interfaces, the heartbeat socket
+	// and the removal of an older agent's bound VIPs.
+	L2            L2Plane
+	BGP           BGPPlane
+	ReadLinks     func() (l2.Links, error)
+	HeartbeatConn heartbeat.PacketConn
+	RemoveLegacy  func(ours func(netip.Addr) bool) ([]netip.Addr, error)
 }
 
-// Heartbeat timing: a peer is suspected after about five missed beats.
+// Timing of the agent's own loops.
 const (
-	heartbeatInterval = 100 * time.Millisecond
-	suspectAfter      = 500 * time.Millisecond
+	// handoverBound bounds how long a leaving agent waits for new owners.
+	handoverBound = 2 * time.Second
+	// resyncEvery re-plans even when nothing was observed (interfaces
+	// that changed without a netlink event, say).
+	resyncEvery = 30 * time.Second
+	// probeWait is how long a takeover probe waits for an answer.
+	probeWait = l2.DefaultProbeWait
+	// unsyncedLogEvery repeats the "cannot list" log while it lasts.
+	unsyncedLogEvery = 30 * time.Second
 )
 
 // Agent is one node's agent.
 type Agent struct {
+	opts      Options
 	client    kubernetes.Interface
 	node      string
 	namespace string
@@ -79,49 +92,59 @@ type Agent struct {
 	log       logr.Logger
 	recorder  record.EventRecorder
 	metrics   *Metrics
-	broadcast record.EventBroadcaster
 
-	cfg   atomic.Pointer[config.Config]
-	kick  chan struct{}
-	renew chan struct{}
+	cfg    atomic.Pointer[config.Config]
+	kick   chan struct{}
+	report chan struct{}
+	renew  chan struct{}
 
-	live   *Liveness
-	lease  *leaseKeeper
-	l2     *l2.Announcer
-	hb     *Heartbeats
-	hbPort int
+	live  *Liveness
+	lease *leaseKeeper
+	l2    L2Plane
+	bgp   BGPPlane
+	hb    *heartbeat.Heartbeats
 
 	services  cache.SharedIndexInformer
 	slices    cache.SharedIndexInformer
 	nodes     cache.SharedIndexInformer
-	leases    cache.SharedIndexInformer
 	synced    atomic.Bool
 	factories []informers.SharedInformerFactory
+	pools     *poolWatches
+
+	// Published on the Lease; written by the reconcile loop.
+	info      atomic.Pointer[AgentInfo]
+	poolNames atomic.Pointer[[]string]
+	leaving   atomic.Bool
+
+	probeMu sync.Mutex
+	probes  map[netip.Addr]ProbeResult
+	probing map[netip.Addr]bool
+
+	// vipServices is written by the reconcile loop under svcMu and read
+	// by the layer-2 plane's callback.
+	svcMu       sync.Mutex
+	vipServices map[netip.Addr][]*v1.Service
 
 	// Owned by the reconcile loop.
-	leaving     atomic.Bool
-	lastOwner   map[netip.Addr]string
-	bgp         *bgp.Speaker
-	bgpAds      map[netip.Addr][]string // VIP -> peers, as last applied
-	lastBGPErr  string
-	info        atomic.Pointer[AgentInfo]
+	owned       map[netip.Addr]bool
+	applied     map[netip.Addr]applied // as last reported
+	bgpWant     []BGPAdvertisement
+	bgpApplied  map[netip.Addr][]string
 	noIfaceSeen map[netip.Addr]bool
-
-	// Read by the announcer's callbacks.
-	vipMu       sync.Mutex
-	vipServices map[netip.Addr][]*v1.Service
+	fenced      bool
+	lastBGPErr  string
+	started     time.Time
+	lastUnsync  time.Time
+	followLinks bool // real interfaces: follow netlink
 }
-
-const (
-	serviceIndex = "service"
-	// handoverBound bounds how long a leaving agent waits for new owners.
-	handoverBound = 2 * time.Second
-)
 
 // New builds an agent; Run starts it.
 func New(opts Options) (*Agent, error) {
 	if opts.NodeName == "" {
 		return nil, errors.New("the node name is empty: set --node-name or $NODE_NAME")
+	}
+	if opts.Config == nil {
+		return nil, errors.New("no cloud-config given")
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -129,7 +152,15 @@ func New(opts Options) (*Agent, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	watchLinks := opts.ReadLinks == nil
+	if opts.ReadLinks == nil {
+		opts.ReadLinks = l2.ReadLinks
+	}
+	if opts.RemoveLegacy == nil {
+		opts.RemoveLegacy = bind.RemoveLegacy
+	}
 	a := &Agent{
+		opts:        opts,
 		client:      opts.Client,
 		node:        opts.NodeName,
 		namespace:   opts.Namespace,
@@ -137,20 +168,34 @@ func New(opts Options) (*Agent, error) {
 		metrics:     opts.Metrics,
 		recorder:    opts.Recorder,
 		kick:        make(chan struct{}, 1),
+		report:      make(chan struct{}, 1),
 		renew:       make(chan struct{}, 1),
-		lastOwner:   map[netip.Addr]string{},
-		bgpAds:      map[netip.Addr][]string{},
-		noIfaceSeen: map[netip.Addr]bool{},
+		probes:      map[netip.Addr]ProbeResult{},
+		probing:     map[netip.Addr]bool{},
+		owned:       map[netip.Addr]bool{},
+		applied:     map[netip.Addr]applied{},
 		vipServices: map[netip.Addr][]*v1.Service{},
-		hbPort:      opts.HeartbeatPort,
+		bgpApplied:  map[netip.Addr][]string{},
+		noIfaceSeen: map[netip.Addr]bool{},
+		log:         klog.Background(),
+		followLinks: watchLinks,
 	}
 	a.cfg.Store(opts.Config)
 	na := opts.Config.NodeAgent
-	// The view is fresh while our own renewals come back within two
-	// renew intervals (never longer than the lease).
-	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, suspectAfter)
+	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, heartbeat.DefaultSuspectAfter)
 	a.lease = &leaseKeeper{client: a.client, namespace: a.namespace, node: a.node, clock: opts.Clock, leaseDuration: na.LeaseDuration}
 	a.info.Store(&AgentInfo{})
+	a.poolNames.Store(&[]string{})
+	a.bgp = opts.BGP
+	if a.bgp == nil {
+		a.bgp = &speakerPlane{opts: func() bgp.Options {
+			self, _ := a.selfNode()
+			o := speakerOptions(a.cfg.Load(), a.node, self)
+			o.Logger = a.log.WithName("bgp")
+			return o
+		}}
+	}
+	a.metrics.Registry.MustRegister(bgp.NewCollector(a.bgp.Peers))
 	return a, nil
 }
 
@@ -172,15 +217,24 @@ func (a *Agent) RejectConfig(path string, err error) {
 		"The changed cloud-config %s was refused and the previous one stays in force: %v", path, err)
 }
 
-// Ready reports why the agent is not ready, or nil.
+// Ready reports why the agent is not announcing, or nil.
 func (a *Agent) Ready() error {
 	if !a.synced.Load() {
-		return errors.New("informer caches are not synced yet")
+		return errors.New("the agent has not listed Services, EndpointSlices and Nodes from the API server yet; it announces nothing until it has")
 	}
-	if held, _, _ := a.lease.state(); !held {
-		return errors.New("the agent does not hold its lease")
+	if _, everHeld, _ := a.lease.state(); !everHeld {
+		return errors.New("the agent has not written its Lease yet, so its peers do not count it")
+	}
+	if a.metrics != nil && isFenced(a) {
+		return fmt.Errorf("the agent has not heard the API server for longer than nodeAgent.staleViewTimeout (%s) and announces nothing", a.cfg.Load().NodeAgent.StaleView())
 	}
 	return nil
+}
+
+func isFenced(a *Agent) bool {
+	t := a.cfg.Load().NodeAgent.StaleView()
+	last := a.lease.lastContact()
+	return t > 0 && !last.IsZero() && a.clock.Since(last) > t
 }
 
 func (a *Agent) trigger() {
@@ -190,36 +244,59 @@ func (a *Agent) trigger() {
 	}
 }
 
+func (a *Agent) requestReport() {
+	select {
+	case a.report <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) requestRenew() {
+	select {
+	case a.renew <- struct{}{}:
+	default:
+	}
+}
+
 // Run runs the agent until ctx is cancelled, then hands its VIPs over,
 // withdraws them and deletes its lease.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log = klog.FromContext(ctx).WithValues("node", a.node)
+	a.started = a.clock.Now()
+	pending := newPendingEvents()
 	if a.recorder == nil {
 		// Not ctx: the shutdown's events are recorded after ctx is done.
-		a.broadcast = record.NewBroadcaster(record.WithContext(context.Background()))
-		var pending atomic.Int64
-		a.broadcast.StartRecordingToSink(countingSink{&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")}, &pending})
-		a.recorder = countingRecorder{a.broadcast.NewRecorder(scheme.Scheme, v1.EventSource{Component: Component, Host: a.node}), &pending}
+		b := record.NewBroadcaster(record.WithContext(context.Background()))
+		b.StartRecordingToSink(countingSink{&typedcorev1.EventSinkImpl{Interface: a.client.CoreV1().Events("")}, pending})
+		a.recorder = countingRecorder{b.NewRecorder(scheme.Scheme, v1.EventSource{Component: Component, Host: a.node}), pending}
 		defer func() {
-			waitEvents(&pending, 2*time.Second)
-			a.broadcast.Shutdown()
+			wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			pending.wait(wctx)
+			cancel()
+			b.Shutdown()
 		}()
 	}
 	cfg := a.cfg.Load()
-	a.l2 = l2.New(l2.Options{
-		Logger:          a.log.WithName("l2"),
-		GARPInterval:    cfg.NodeAgent.GARP(),
-		HandoverTimeout: handoverBound,
-		IsAgentMAC:      a.isAgentMAC,
-		OnChange:        a.onL2Change,
-	})
+	a.l2 = a.opts.L2
+	if a.l2 == nil {
+		a.l2 = l2.New(l2.Options{
+			Logger:          a.log.WithName("l2"),
+			Clock:           a.clock,
+			GARPInterval:    cfg.NodeAgent.GARP(),
+			HandoverTimeout: handoverBound,
+			IsAgentMAC:      a.isAgentMAC,
+			OnChange:        a.onL2Change,
+		})
+	}
 	// VIPs are no longer bound (DESIGN decision 6): remove what an older
 	// agent bound on this node.
-	if removed, err := bind.RemoveLegacy(func(ip netip.Addr) bool {
+	if removed, err := a.opts.RemoveLegacy(func(ip netip.Addr) bool {
 		_, ok := a.cfg.Load().PoolFor(ip)
 		return ok
-	}); err != nil || len(removed) > 0 {
-		a.log.Info("Removed VIPs an older agent bound", "addresses", removed, "err", err)
+	}); err != nil {
+		a.log.Error(err, "Removing VIPs an older agent bound failed", "removed", removed)
+	} else if len(removed) > 0 {
+		a.log.Info("Removed VIPs an older agent bound", "addresses", removed)
 	}
 	if err := a.startInformers(ctx); err != nil {
 		return err
@@ -230,21 +307,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(klog.NewContext(context.Background(), a.log))
 	defer stop()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); a.renewLoop(runCtx) }()
-	go func() { defer wg.Done(); a.watchLinks(runCtx) }()
-	if a.hbPort > 0 {
-		hb, err := ListenHeartbeats(a.hbPort, heartbeatInterval, suspectAfter, a.trigger, a.log.WithName("heartbeat"))
-		if err != nil {
-			a.log.Error(err, "Heartbeats are off; a crashed owner is replaced when its lease expires")
-		} else {
-			a.hb = hb
-			wg.Add(1)
-			go func() { defer wg.Done(); hb.Run(runCtx) }()
-		}
+	if a.followLinks {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchLinks(runCtx) }()
+	}
+	if err := a.startHeartbeats(runCtx, &wg); err != nil {
+		a.log.Error(err, "Heartbeats are off; a crashed owner is replaced when its Lease expires (nodeAgent.leaseDuration)")
 	}
 
-	a.refreshInfo()
+	// Publish the MACs before the first renewal, so peers never see this
+	// agent without them.
+	if links, err := a.opts.ReadLinks(); err == nil {
+		a.info.Store(&AgentInfo{MACs: macStrings(links.MACs())})
+	}
 	a.requestRenew()
 	a.loop(ctx)
 
@@ -254,17 +331,100 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, f := range a.factories {
 		f.Shutdown()
 	}
+	a.pools.stopAll()
 	return nil
+}
+
+// startHeartbeats opens the heartbeat socket and loads the key.
+func (a *Agent) startHeartbeats(ctx context.Context, wg *sync.WaitGroup) error {
+	conn := a.opts.HeartbeatConn
+	if conn == nil {
+		if a.opts.HeartbeatPort == 0 {
+			return errors.New("--heartbeat-port is 0")
+		}
+		c, _, err := heartbeat.ListenUDP(a.opts.HeartbeatPort)
+		if err != nil {
+			return err
+		}
+		conn = c
+	}
+	a.hb = heartbeat.New(heartbeat.Options{
+		Self: a.node, Conn: conn, PeerPort: a.opts.HeartbeatPort, Clock: a.clock,
+		Logger: a.log.WithName("heartbeat"),
+		OnHeard: func(node string, leaving bool) {
+			if a.live.Heard(node, leaving) {
+				a.trigger()
+			}
+		},
+		OnDrop: func(reason string) { a.metrics.HeartbeatDrops.WithLabelValues(reason).Inc() },
+	})
+	wg.Add(2)
+	go func() { defer wg.Done(); a.hb.Run(ctx) }()
+	go func() { defer wg.Done(); a.keepHeartbeatKey(ctx) }()
+	return nil
+}
+
+// keepHeartbeatKey loads the key (retrying while the API server does not
+// answer) and follows its rotations.
+func (a *Agent) keepHeartbeatKey(ctx context.Context) {
+	set := func(k heartbeatKeys, err error) bool {
+		if err != nil {
+			a.log.Error(err, "The heartbeat key is unusable; keeping the previous one (without one, this agent sends no heartbeats and its peers probe its VIPs instead)")
+			return false
+		}
+		a.hb.SetKeys(k.Sign, k.Accepted...)
+		return true
+	}
+	retry := a.clock.NewTicker(5 * time.Second)
+	defer retry.Stop()
+	if path := a.opts.HeartbeatKeyFile; path != "" {
+		set(readHeartbeatKeyFile(path))
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-retry.C():
+				if k, err := readHeartbeatKeyFile(path); err == nil {
+					set(k, nil)
+				}
+			}
+		}
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok := set(ensureHeartbeatSecret(rctx, a.client, a.namespace))
+		cancel()
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry.C():
+		}
+	}
+	f, err := watchHeartbeatSecret(ctx, a.client, a.namespace, func(k heartbeatKeys, err error) { set(k, err) })
+	if err != nil {
+		a.log.Error(err, "Watching the heartbeat key failed; a rotation takes effect when the agent restarts")
+		return
+	}
+	<-ctx.Done()
+	f.Shutdown()
 }
 
 func (a *Agent) startInformers(ctx context.Context) error {
 	all := informers.NewSharedInformerFactory(a.client, 0)
-	inNS := informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithNamespace(a.namespace))
-	a.factories = []informers.SharedInformerFactory{all, inNS}
+	a.factories = []informers.SharedInformerFactory{all}
 	a.services = all.Core().V1().Services().Informer()
 	a.nodes = all.Core().V1().Nodes().Informer()
 	a.slices = all.Discovery().V1().EndpointSlices().Informer()
-	a.leases = inNS.Coordination().V1().Leases().Informer()
+	for inf, tr := range map[cache.SharedIndexInformer]cache.TransformFunc{
+		a.services: transformService, a.nodes: transformNode, a.slices: transformSlice,
+	} {
+		if err := inf.SetTransform(tr); err != nil {
+			return fmt.Errorf("setting up the API watch: %w", err)
+		}
+	}
 	if err := a.slices.AddIndexers(cache.Indexers{serviceIndex: sliceService}); err != nil {
 		return fmt.Errorf("indexing EndpointSlices: %w", err)
 	}
@@ -278,59 +438,28 @@ func (a *Agent) startInformers(ctx context.Context) error {
 			return fmt.Errorf("watching the API: %w", err)
 		}
 	}
-	if _, err := a.leases.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    a.observeLease,
-		UpdateFunc: func(_, obj any) { a.observeLease(obj) },
-		DeleteFunc: a.forgetLease,
-	}); err != nil {
-		return fmt.Errorf("watching leases: %w", err)
-	}
+	a.pools = newPoolWatches(a.client, a.namespace, a.live, a.trigger)
 	all.Start(ctx.Done())
-	inNS.Start(ctx.Done())
 	go func() {
-		if !cache.WaitForCacheSync(ctx.Done(), a.services.HasSynced, a.nodes.HasSynced, a.slices.HasSynced, a.leases.HasSynced) {
+		if !cache.WaitForCacheSync(ctx.Done(), a.services.HasSynced, a.nodes.HasSynced, a.slices.HasSynced) {
 			return
 		}
 		a.synced.Store(true)
+		a.metrics.ViewSynced.Set(1)
 		a.log.V(2).Info("Caches synced")
 		a.trigger()
 	}()
 	return nil
 }
 
+const serviceIndex = "service"
+
 func sliceService(obj any) ([]string, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
+	s, ok := obj.(*EndpointSummary)
+	if !ok || s.Service == "" {
 		return nil, nil
 	}
-	name := s.Labels[discoveryv1.LabelServiceName]
-	if name == "" {
-		return nil, nil
-	}
-	return []string{s.Namespace + "/" + name}, nil
-}
-
-func (a *Agent) observeLease(obj any) {
-	l, ok := obj.(*coordinationv1.Lease)
-	if !ok || !strings.HasPrefix(l.Name, LeasePrefix) {
-		return
-	}
-	leaving, info := leaseInfo(l)
-	if a.live.ObserveLease(strings.TrimPrefix(l.Name, LeasePrefix), l.ResourceVersion, leaving, info) {
-		a.trigger()
-	}
-}
-
-func (a *Agent) forgetLease(obj any) {
-	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	l, ok := obj.(*coordinationv1.Lease)
-	if !ok || !strings.HasPrefix(l.Name, LeasePrefix) {
-		return
-	}
-	a.live.ForgetLease(strings.TrimPrefix(l.Name, LeasePrefix))
-	a.trigger()
+	return []string{s.Service}, nil
 }
 
 func (a *Agent) isAgentMAC(mac net.HardwareAddr) bool {
@@ -343,15 +472,8 @@ func (a *Agent) isAgentMAC(mac net.HardwareAddr) bool {
 	return false
 }
 
-func (a *Agent) requestRenew() {
-	select {
-	case a.renew <- struct{}{}:
-	default:
-	}
-}
-
 // renewLoop renews the lease every renewInterval, and at once when asked
-// (the published AgentInfo changed).
+// (what the agent publishes changed).
 func (a *Agent) renewLoop(ctx context.Context) {
 	t := a.clock.NewTicker(a.cfg.Load().NodeAgent.RenewInterval)
 	defer t.Stop()
@@ -365,16 +487,15 @@ func (a *Agent) renewLoop(ctx context.Context) {
 		if a.leaving.Load() {
 			continue
 		}
-		heldBefore, _, _ := a.lease.state()
+		_, everBefore, _ := a.lease.state()
 		rctx, cancel := context.WithTimeout(ctx, a.cfg.Load().NodeAgent.RenewInterval)
-		err := a.lease.renew(rctx, false, *a.info.Load())
+		err := a.lease.renew(rctx, false, *a.info.Load(), *a.poolNames.Load())
 		cancel()
 		if err != nil {
 			a.metrics.RenewFailures.Inc()
-			a.log.Error(err, "Renewing the agent lease failed")
+			a.log.Error(err, "Renewing the agent Lease failed")
 		}
-		if held, _, _ := a.lease.state(); held != heldBefore {
-			a.log.Info("Agent lease state changed", "held", held)
+		if _, ever, _ := a.lease.state(); ever != everBefore {
 			a.trigger()
 		}
 	}
@@ -403,333 +524,251 @@ func (a *Agent) watchLinks(ctx context.Context) {
 
 // loop runs reconcile passes until ctx is done.
 func (a *Agent) loop(ctx context.Context) {
-	expiry := a.clock.NewTimer(time.Hour)
-	defer expiry.Stop()
-	periodic := a.clock.NewTicker(30 * time.Second)
+	next := a.clock.NewTimer(time.Hour)
+	defer next.Stop()
+	periodic := a.clock.NewTicker(resyncEvery)
 	defer periodic.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-a.report:
+			a.reportApplied()
+			continue
 		case <-a.kick:
-		case <-expiry.C():
+		case <-next.C():
 		case <-periodic.C():
 		}
-		next := a.reconcile(ctx)
-		if !next.IsZero() {
-			expiry.Stop()
-			// A millisecond late, so the peer has surely expired.
-			expiry.Reset(max(next.Sub(a.clock.Now())+time.Millisecond, time.Millisecond))
+		at := a.reconcile(ctx)
+		if !at.IsZero() {
+			next.Stop()
+			// A millisecond late, so the change has surely happened.
+			next.Reset(max(at.Sub(a.clock.Now())+time.Millisecond, time.Millisecond))
 		}
 	}
 }
 
-// reconcile is one pass: read one config snapshot and one view of the
-// cluster, elect, and make the data plane match. It returns when the set of
-// live agents next changes by itself.
+// reconcile is one pass: read one config snapshot and one view, plan, and
+// make the data planes match. It returns when the plan next changes by
+// itself (zero if never).
 func (a *Agent) reconcile(ctx context.Context) time.Time {
 	cfg := a.cfg.Load()
-	log := a.log
-	links, err := l2.ReadLinks()
+	links, err := a.opts.ReadLinks()
 	if err != nil {
-		log.Error(err, "Reading interfaces failed")
+		a.log.Error(err, "Reading interfaces failed")
 		return time.Time{}
 	}
 	self, hasNode := a.selfNode()
-	a.publishInfo(cfg, links, self)
-	if !a.synced.Load() || !hasNode {
+	a.publish(cfg, links, self, hasNode)
+	if !a.synced.Load() {
+		if a.lastUnsync.IsZero() || a.clock.Since(a.lastUnsync) >= unsyncedLogEvery {
+			a.lastUnsync = a.clock.Now()
+			a.log.Info("Not announcing anything: the agent has not listed Services, EndpointSlices and Nodes from the API server yet (an agent restarted while the API server is unreachable has no view to act on; its peers take its VIPs over)", "waiting", a.clock.Since(a.started).Round(time.Second))
+		}
+		return a.clock.Now().Add(unsyncedLogEvery)
+	}
+	if _, everHeld, _ := a.lease.state(); !everHeld || !hasNode {
 		return time.Time{}
+	}
+	if isFenced(a) {
+		a.fence(ctx, cfg)
+		return time.Time{}
+	}
+	if a.fenced {
+		a.fenced = false
+		a.metrics.Fenced.Set(0)
+		a.log.Info("The API server answers again; announcing from a fresh view")
 	}
 
-	held, everHeld, unreachable := a.lease.state()
-	fresh := a.live.Fresh()
-	switch {
-	case !everHeld:
-		// Starting: VIPs bound before a restart stay until this agent
-		// knows whether it still owns them.
-		return time.Time{}
-	case !held && !unreachable:
-		// The API server answers but refuses our renewals: peers will
-		// take our VIPs over, so stop announcing them (self-fencing).
-		log.Info("Not holding the agent lease; withdrawing every VIP")
-		a.withdrawAll(ctx)
-		return time.Time{}
-	case !held || !fresh:
-		// The API server is unreachable, or our watch is behind: the view
-		// is stale, so keep the status quo rather than act on it. Peers
-		// with a fresh view that take a VIP over announce it, and the
-		// announcer yields it to them.
-		log.V(2).Info("View is stale; keeping the status quo", "leaseHeld", held, "fresh", fresh)
-		return time.Time{}
+	members := a.live.Members()
+	verdicts, next := a.live.Verdicts()
+	up := 1
+	for n := range members {
+		if verdicts[n].State == Up {
+			up++
+		}
 	}
-
-	live, next := a.liveMembers()
-	if !a.leaving.Load() {
-		live[a.node] = *a.info.Load()
-	}
-	a.metrics.LiveAgents.Set(float64(len(live)))
-	nodes := a.nodeViews()
+	a.metrics.LiveAgents.Set(float64(up))
 	vips := BuildVIPs(cfg, a.lbServices(), a.readyEndpoints)
-	a.vipMu.Lock()
-	a.vipServices = map[netip.Addr][]*v1.Service{}
+	a.probeMu.Lock()
+	probes := make(map[netip.Addr]ProbeResult, len(a.probes))
+	for ip, p := range a.probes {
+		probes[ip] = p
+	}
+	a.probeMu.Unlock()
+	plan := Decide(PlanInput{
+		Config: cfg, Self: a.node, SelfInfo: *a.info.Load(), Leaving: a.leaving.Load(),
+		Links: links, Nodes: a.nodeViews(), VIPs: vips, Members: members, Health: verdicts,
+		Probes: probes, Owned: a.owned, Now: a.clock.Now(),
+	})
+	a.owned = plan.Owned
+	svcs := make(map[netip.Addr][]*v1.Service, len(vips))
 	for ip, v := range vips {
-		a.vipServices[ip] = v.Services
+		svcs[ip] = v.Services
 	}
-	a.vipMu.Unlock()
-
-	var wantL2 []l2.Announcement
-	var wantBGP []*VIPView
-	owners := map[netip.Addr]string{}
-	suspected := map[string]bool{}
+	a.svcMu.Lock()
+	a.vipServices = svcs
+	a.svcMu.Unlock()
 	if a.hb != nil {
-		suspected = a.hb.Suspected()
-	}
-	watch := map[string]netip.Addr{}
-	for ip, v := range vips {
-		cands := Eligible(*v, nodes, live)
-		switch v.Pool.Mode {
-		case config.ModeBGP:
-			if slices.ContainsFunc(cands, func(c Candidate) bool { return c.Node == a.node && !c.Draining }) {
-				wantBGP = append(wantBGP, v)
-			}
-		default:
-			ranked := Rank(ip, cands)
-			if len(ranked) >= 2 && ranked[1].Node == a.node {
-				if addr, ok := heartbeatAddr(nodes[ranked[0].Node]); ok {
-					watch[ranked[0].Node] = addr
-				}
-			}
-			// The owner is the first candidate this agent does not
-			// suspect of being dead.
-			i := slices.IndexFunc(ranked, func(c Candidate) bool { return c.Node == a.node || !suspected[c.Node] })
-			if i < 0 {
-				continue
-			}
-			owner := ranked[i].Node
-			owners[ip] = owner
-			if owner != a.node {
-				continue
-			}
-			link, ok := links.InterfaceFor(ip, v.Pool.Interfaces, self.InternalIPs)
-			if !ok {
-				a.warnNoInterface(v)
-				continue
-			}
-			wantL2 = append(wantL2, l2.Announcement{Addr: ip, Interface: link.Name})
-			if prev := a.lastOwner[ip]; prev != "" && prev != a.node {
-				if _, alive := live[prev]; (!alive || suspected[prev]) && !a.leavingPeer(prev) {
-					a.metrics.Failovers.Inc()
-					log.V(2).Info("Taking over a VIP from a dead agent", "vip", ip, "from", prev, "suspected", suspected[prev])
-				}
-			}
+		targets := make([]string, 0, len(plan.Heartbeat))
+		for n := range plan.Heartbeat {
+			targets = append(targets, n)
 		}
+		a.live.SetTargets(targets)
+		a.hb.SetTargets(plan.Heartbeat)
+	}
+	if err := a.l2.Set(ctx, plan.L2); err != nil {
+		a.log.Error(err, "Answering for some layer-2 VIPs failed; retrying on the next pass")
+	}
+	a.applyBGP(ctx, cfg, self, plan.BGP)
+	if a.hb != nil {
+		a.hb.SetAnswering(true)
+	}
+	for _, t := range plan.Takeovers {
+		a.metrics.Failovers.Inc()
+		a.log.Info("Taking a VIP over from a member that is silent and does not answer for it", "vip", t.VIP, "from", t.From)
+	}
+	for _, p := range plan.Probes {
+		a.startProbe(ctx, p)
+	}
+	a.warnNoInterface(plan.NoInterface)
+	a.reportApplied()
+	switch {
+	case next.IsZero():
+		return plan.Next
+	case plan.Next.IsZero() || next.Before(plan.Next):
+		return next
+	}
+	return plan.Next
+}
+
+// fence stops announcing: the view is too old to trust (a deleted
+// Service's address may have been given to another). Heartbeats stop too,
+// so peers with a fresh view take the VIPs over.
+func (a *Agent) fence(ctx context.Context, cfg *config.Config) {
+	if !a.fenced {
+		a.fenced = true
+		a.metrics.Fenced.Set(1)
+		a.log.Info("Not heard from the API server for longer than nodeAgent.staleViewTimeout; withdrawing every VIP until it answers", "staleViewTimeout", cfg.NodeAgent.StaleView(), "lastContact", a.lease.lastContact())
 	}
 	if a.hb != nil {
-		a.hb.SetTargets(watch)
+		a.hb.SetAnswering(false)
 	}
-	a.lastOwner = owners
-	sort.Slice(wantL2, func(i, j int) bool { return wantL2[i].Addr.Less(wantL2[j].Addr) })
-	if err := a.l2.Set(ctx, wantL2); err != nil {
-		log.Error(err, "Applying layer-2 announcements failed; retrying on the next pass")
-	}
-	a.metrics.AnnouncedVIPs.WithLabelValues(string(config.ModeLayer2)).Set(float64(len(a.l2.Announced())))
-	a.reconcileBGP(ctx, cfg, self, wantBGP)
-	return next
-}
-
-// heartbeatAddr is where a node's agent answers heartbeats: its first
-// IPv4 InternalIP, else its first InternalIP.
-func heartbeatAddr(n NodeView) (netip.Addr, bool) {
-	for _, ip := range n.InternalIPs {
-		if ip.Is4() {
-			return ip, true
-		}
-	}
-	if len(n.InternalIPs) > 0 {
-		return n.InternalIPs[0], true
-	}
-	return netip.Addr{}, false
-}
-
-func (a *Agent) selfNode() (NodeView, bool) {
-	obj, ok, err := a.nodes.GetStore().GetByKey(a.node)
-	if err != nil || !ok {
-		return NodeView{}, false
-	}
-	return nodeView(obj.(*v1.Node)), true
-}
-
-func (a *Agent) nodeViews() map[string]NodeView {
-	out := map[string]NodeView{}
-	for _, obj := range a.nodes.GetStore().List() {
-		n := nodeView(obj.(*v1.Node))
-		out[n.Name] = n
-	}
-	return out
-}
-
-func (a *Agent) lbServices() []*v1.Service {
-	var out []*v1.Service
-	for _, obj := range a.services.GetStore().List() {
-		svc := obj.(*v1.Service)
-		if svc.Spec.Type == v1.ServiceTypeLoadBalancer && len(svc.Status.LoadBalancer.Ingress) > 0 {
-			out = append(out, svc)
-		}
-	}
-	return out
-}
-
-func (a *Agent) readyEndpoints(key string) map[string]int {
-	objs, err := a.slices.GetIndexer().ByIndex(serviceIndex, key)
-	if err != nil {
-		return nil
-	}
-	out := map[string]int{}
-	for _, o := range objs {
-		for n, c := range summarizeSlice(o.(*discoveryv1.EndpointSlice)).Ready {
-			out[n] += c
-		}
-	}
-	return out
-}
-
-// publishInfo computes what this agent tells its peers (MACs, layer-2
-// pools it cannot announce) and renews the lease at once when it changed.
-func (a *Agent) publishInfo(cfg *config.Config, links l2.Links, self NodeView) {
-	info := AgentInfo{MACs: macStrings(links.MACs())}
-	for i := range cfg.Pools {
-		p := &cfg.Pools[i]
-		if p.Mode != config.ModeLayer2 {
-			continue
-		}
-		ready := true
-		for _, r := range p.Ranges {
-			l, ok := links.InterfaceFor(r.First, p.Interfaces, self.InternalIPs)
-			if !ok || !l.Up {
-				ready = false
-				break
-			}
-		}
-		if !ready {
-			info.UnreadyPools = append(info.UnreadyPools, p.Name)
-		}
-	}
-	old := a.info.Load()
-	if slices.Equal(old.MACs, info.MACs) && slices.Equal(old.UnreadyPools, info.UnreadyPools) {
-		return
-	}
-	a.info.Store(&info)
-	a.log.V(2).Info("Publishing agent state", "macs", info.MACs, "unreadyPools", info.UnreadyPools)
-	a.requestRenew()
-}
-
-// refreshInfo publishes the MACs before the first renewal, so peers never
-// see this agent without them.
-func (a *Agent) refreshInfo() {
-	links, err := l2.ReadLinks()
-	if err != nil {
-		return
-	}
-	a.info.Store(&AgentInfo{MACs: macStrings(links.MACs())})
-}
-
-func (a *Agent) warnNoInterface(v *VIPView) {
-	if a.noIfaceSeen[v.IP] {
-		return
-	}
-	a.noIfaceSeen[v.IP] = true
-	for _, svc := range v.Services {
-		a.recorder.Eventf(svc, v1.EventTypeWarning, ReasonNoInterface,
-			"Node %s cannot announce %s: it has none of the interfaces of pool %q (%s), and no interface on the address's subnet or with the node's InternalIP",
-			a.node, v.IP, v.Pool.Name, strings.Join(v.Pool.Interfaces, ", "))
-	}
-}
-
-// onL2Change turns a change that took effect into events and metrics.
-func (a *Agent) onL2Change(c l2.Change) {
-	a.vipMu.Lock()
-	svcs := a.vipServices[c.Addr]
-	a.vipMu.Unlock()
-	for _, svc := range svcs {
-		switch c.Kind {
-		case l2.Announced:
-			a.recorder.Eventf(svc, v1.EventTypeNormal, ReasonAnnouncing,
-				"Announcing %s from node %s on interface %s (layer2)", c.Addr, a.node, c.Interface)
-		case l2.Withdrawn:
-			a.recorder.Eventf(svc, v1.EventTypeNormal, ReasonWithdrawn,
-				"Node %s stopped announcing %s on interface %s (layer2)", a.node, c.Addr, c.Interface)
-		case l2.Conflict:
-			a.recorder.Eventf(svc, v1.EventTypeWarning, ReasonAddressConflict,
-				"Not announcing %s from node %s: another host (MAC %s) already answers for it on %s; remove the address from that host or from the pool (retrying in %s)",
-				c.Addr, a.node, c.MAC, c.Interface, l2.DefaultProbeRetry)
-		}
-	}
-	if c.Kind == l2.Conflict {
-		a.metrics.ProbeConflicts.Inc()
-	}
-	if c.Kind == l2.Withdrawn {
-		delete(a.noIfaceSeen, c.Addr)
-	}
-}
-
-func (a *Agent) withdrawAll(ctx context.Context) {
 	if err := a.l2.WithdrawAll(); err != nil {
 		a.log.Error(err, "Withdrawing layer-2 VIPs failed")
 	}
-	a.metrics.AnnouncedVIPs.WithLabelValues(string(config.ModeLayer2)).Set(float64(len(a.l2.Announced())))
-	if a.bgp != nil {
-		a.applyBGPAds(ctx, nil, nil)
+	a.owned = map[netip.Addr]bool{}
+	self, _ := a.selfNode()
+	a.applyBGP(ctx, cfg, self, nil)
+	a.reportApplied()
+}
+
+// startProbe probes a VIP in the background; the result feeds the next
+// plan. One probe per VIP at a time.
+func (a *Agent) startProbe(ctx context.Context, p ProbeRequest) {
+	a.probeMu.Lock()
+	if a.probing[p.Addr] {
+		a.probeMu.Unlock()
+		return
+	}
+	a.probing[p.Addr] = true
+	a.probeMu.Unlock()
+	go func() {
+		at := a.clock.Now()
+		pctx, cancel := context.WithTimeout(ctx, probeWait)
+		mac, err := a.l2.Probe(pctx, p.Interface, p.Addr)
+		cancel()
+		a.probeMu.Lock()
+		delete(a.probing, p.Addr)
+		if err == nil {
+			a.probes[p.Addr] = ProbeResult{At: at, MAC: mac}
+		}
+		a.probeMu.Unlock()
+		if err != nil {
+			a.log.Error(err, "Probing a VIP before taking it over failed", "vip", p.Addr, "interface", p.Interface)
+			return
+		}
+		a.log.V(2).Info("Probed a VIP whose owner is silent", "vip", p.Addr, "answeredBy", mac.String())
+		a.trigger()
+	}()
+}
+
+// applyBGP makes the speaker match; failures are logged once until they
+// change, and retried on the next pass: BGP trouble must not stop layer 2.
+func (a *Agent) applyBGP(ctx context.Context, cfg *config.Config, self NodeView, ads []BGPAdvertisement) {
+	var peers []config.Peer
+	if len(ads) > 0 || a.bgpWant != nil || len(cfg.BGP.Peers) > 0 {
+		if cfg.BGP.ASN != 0 && !a.leaving.Load() {
+			peers = peersFor(cfg, self)
+		}
+	}
+	if cfg.BGP.ASN == 0 && len(ads) == 0 && len(a.bgpApplied) == 0 {
+		return
+	}
+	if err := a.bgp.Apply(ctx, peers, ads); err != nil {
+		if s := err.Error(); s != a.lastBGPErr {
+			a.lastBGPErr = s
+			a.log.Error(err, "Applying BGP advertisements failed; retrying on the next pass")
+		}
+		return
+	}
+	a.lastBGPErr = ""
+	a.bgpWant = ads
+	a.bgpApplied = make(map[netip.Addr][]string, len(ads))
+	for _, ad := range ads {
+		a.bgpApplied[ad.VIP] = ad.Peers
 	}
 }
 
-// shutdown hands every VIP over: it marks the lease leaving so peers take
-// over at once, waits until they announced (or a bound passes), withdraws
-// what is left, and deletes the lease.
-func (a *Agent) shutdown(ctx context.Context) {
-	a.leaving.Store(true)
-	start := time.Now()
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
-	if err := a.lease.renew(rctx, true, *a.info.Load()); err != nil {
-		a.log.Error(err, "Marking the agent lease as leaving failed; peers take over when it expires")
+// reportApplied diffs what the data planes do now against what was last
+// reported, and records events and metrics for the difference.
+func (a *Agent) reportApplied() {
+	cur := map[netip.Addr]applied{}
+	for _, an := range a.l2.Announced() {
+		cur[an.Addr] = applied{Mode: config.ModeLayer2, Interface: an.Interface, Services: a.servicesOf(an.Addr)}
 	}
-	cancel()
-	if live, _ := a.liveMembers(); len(live) == 0 {
-		// Nobody to hand over to: waiting would only delay the exit.
-		if err := a.l2.WithdrawAll(); err != nil {
-			a.log.Error(err, "Withdrawing layer-2 VIPs failed")
-		}
-	} else if err := a.l2.HandOver(ctx); err != nil {
-		a.log.Error(err, "Withdrawing layer-2 VIPs failed")
+	for ip, peers := range a.bgpApplied {
+		cur[ip] = applied{Mode: config.ModeBGP, Peers: peers, Services: a.servicesOf(ip)}
 	}
-	if a.bgp != nil {
-		if err := a.bgp.Stop(ctx); err != nil {
-			a.log.Error(err, "Stopping the BGP speaker failed")
-		}
+	changes := diffApplied(a.applied, cur)
+	if len(changes) == 0 {
+		return
 	}
-	if err := a.l2.Close(); err != nil {
-		a.log.Error(err, "Closing the layer-2 announcer failed")
+	recordChanges(a.recorder, a.node, changes)
+	a.applied = cur
+	counts := map[config.Mode]int{}
+	for _, v := range cur {
+		counts[v.Mode]++
 	}
-	dctx, cancel := context.WithTimeout(ctx, time.Second)
-	if err := a.lease.delete(dctx); err != nil {
-		a.log.Error(err, "Deleting the agent lease failed")
-	}
-	cancel()
-	a.log.Info("Handed over and withdrew every VIP", "took", time.Since(start))
+	a.metrics.AnnouncedVIPs.WithLabelValues(string(config.ModeLayer2)).Set(float64(counts[config.ModeLayer2]))
+	a.metrics.AnnouncedVIPs.WithLabelValues(string(config.ModeBGP)).Set(float64(counts[config.ModeBGP]))
 }
 
-// liveMembers is the interim bridge to the v1 loop: members judged Up.
-func (a *Agent) liveMembers() (map[string]AgentInfo, time.Time) {
-	v, next := a.live.Verdicts()
-	live := map[string]AgentInfo{}
-	for n, info := range a.live.Members() {
-		if v[n].State == Up {
-			live[n] = info
-		}
+// servicesOf returns the Services of ip from the last plan, or from the
+// last report when the VIP is gone from the view (its Withdrawn event
+// still names them).
+func (a *Agent) servicesOf(ip netip.Addr) []*v1.Service {
+	if s, ok := a.vipServices[ip]; ok {
+		return s
 	}
-	return live, next
+	return a.applied[ip].Services
 }
 
-func (a *Agent) leavingPeer(n string) bool {
-	v, _ := a.live.Verdicts()
-	return v[n].State == Leaving
+// onL2Change is the layer-2 plane's report of a change that took effect.
+// Announced and Withdrawn go through the one diff (reportApplied); a
+// conflict is an event of its own.
+func (a *Agent) onL2Change(c l2.Change) {
+	if c.Kind != l2.Conflict {
+		a.requestReport()
+		return
+	}
+	a.metrics.ProbeConflicts.Inc()
+	a.svcMu.Lock()
+	svcs := a.vipServices[c.Addr]
+	a.svcMu.Unlock()
+	for _, svc := range svcs {
+		a.recorder.Eventf(svc, v1.EventTypeWarning, ReasonAnnounceConflict,
+			"Node %s does not answer for %s: another host (MAC %s) already answers ARP/NDP for it on %s; remove the address from that host or from the pool (probing again in %s)",
+			a.node, c.Addr, c.MAC, c.Interface, l2.DefaultProbeRetry)
+	}
 }

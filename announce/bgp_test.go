@@ -29,15 +29,15 @@ pools:
       aggregationLength: 30
       aggregationLengthV6: 124
 `)
-	vip := func(s string) *VIPView {
+	vip := func(s string) BGPAdvertisement {
 		ip := netip.MustParseAddr(s)
 		p, ok := cfg.PoolFor(ip)
 		if !ok {
 			t.Fatalf("%s is in no pool", ip)
 		}
-		return &VIPView{IP: ip, Pool: p}
+		return BGPAdvertisement{VIP: ip, Pool: p, Peers: cfg.PeerNames(p)}
 	}
-	ads := advertisements(cfg, []*VIPView{
+	ads := advertisements([]BGPAdvertisement{
 		vip("192.0.2.65"), vip("192.0.2.66"), // one /30 aggregate
 		vip("192.0.2.3"),
 		vip("2001:db8:1::11"),

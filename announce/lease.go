@@ -17,14 +17,21 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 )
 
 // LeasePrefix starts the name of every agent's Lease: baremetal-agent-<node>.
 const LeasePrefix = "baremetal-agent-"
 
-// Annotations an agent publishes on its Lease.
+// Annotations and labels an agent publishes on its Lease.
 const (
-	annotationPrefix = "baremetal.cloud-provider.io/"
+	annotationPrefix = apicontract.AnnotationPrefix
+	// LabelPoolPrefix + pool name labels the Lease of an agent eligible to
+	// answer for a layer-2 pool. Agents watch only the Leases of the pools
+	// they are eligible for, so a renewal reaches only the agents that
+	// could share a VIP with its node.
+	LabelPoolPrefix = "pool." + annotationPrefix
 	// AnnotationLeaving marks an agent that is shutting down: peers take
 	// its VIPs over at once instead of waiting for the lease to expire.
 	AnnotationLeaving = annotationPrefix + "leaving"
@@ -33,6 +40,9 @@ const (
 	// AnnotationUnreadyPools lists layer-2 pools the node cannot announce.
 	AnnotationUnreadyPools = annotationPrefix + "unready-pools"
 )
+
+// PoolLabel is the Lease label of layer-2 pool pool.
+func PoolLabel(pool string) string { return LabelPoolPrefix + pool }
 
 // LeaseName is the name of node's agent Lease.
 func LeaseName(node string) string { return LeasePrefix + node }
@@ -65,31 +75,37 @@ type leaseKeeper struct {
 	mu          sync.Mutex
 	lease       *coordinationv1.Lease
 	renewed     time.Time // last successful write, local clock
+	contacted   time.Time // last time the API server answered at all
 	unreachable bool      // the last failure was the API server not answering
 }
 
 // renew writes the lease with a new renewTime and the given annotations.
-func (k *leaseKeeper) renew(ctx context.Context, leaving bool, info AgentInfo) error {
+// pools are the layer-2 pools the node is eligible for (labels).
+func (k *leaseKeeper) renew(ctx context.Context, leaving bool, info AgentInfo, pools []string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	err := k.renewLocked(ctx, leaving, info)
+	err := k.renewLocked(ctx, leaving, info, pools)
 	if apierrors.IsConflict(err) {
 		k.lease = nil // someone else wrote it; start from the server's copy
-		err = k.renewLocked(ctx, leaving, info)
+		err = k.renewLocked(ctx, leaving, info, pools)
 	}
 	if err != nil {
 		k.unreachable = isUnreachable(err)
+		if !k.unreachable {
+			k.contacted = k.clock.Now()
+		}
 		return err
 	}
 	k.renewed = k.clock.Now()
+	k.contacted = k.renewed
 	k.unreachable = false
 	return nil
 }
 
-func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentInfo) error {
+func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentInfo, pools []string) error {
 	leases := k.client.CoordinationV1().Leases(k.namespace)
 	name := LeaseName(k.node)
-	now := metav1.NewMicroTime(time.Now())
+	now := metav1.NewMicroTime(k.clock.Now())
 	if k.lease == nil {
 		l, err := leases.Get(ctx, name, metav1.GetOptions{})
 		switch {
@@ -103,7 +119,7 @@ func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentI
 					RenewTime:            &now,
 				},
 			}
-			setLeaseAnnotations(l, leaving, info)
+			setLeaseAnnotations(l, leaving, info, pools)
 			created, err := leases.Create(ctx, l, metav1.CreateOptions{})
 			if err != nil {
 				return fmt.Errorf("creating lease %s/%s: %w", k.namespace, name, err)
@@ -119,7 +135,7 @@ func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentI
 	l.Spec.HolderIdentity = ptr.To(k.node)
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(k.leaseDuration.Seconds())))
 	l.Spec.RenewTime = &now
-	setLeaseAnnotations(l, leaving, info)
+	setLeaseAnnotations(l, leaving, info, pools)
 	updated, err := leases.Update(ctx, l, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("renewing lease %s/%s: %w", k.namespace, name, err)
@@ -128,7 +144,17 @@ func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentI
 	return nil
 }
 
-func setLeaseAnnotations(l *coordinationv1.Lease, leaving bool, info AgentInfo) {
+func setLeaseAnnotations(l *coordinationv1.Lease, leaving bool, info AgentInfo, pools []string) {
+	labels := map[string]string{}
+	for k, v := range l.Labels {
+		if !strings.HasPrefix(k, LabelPoolPrefix) {
+			labels[k] = v
+		}
+	}
+	for _, p := range pools {
+		labels[PoolLabel(p)] = "true"
+	}
+	l.Labels = labels
 	if l.Annotations == nil {
 		l.Annotations = map[string]string{}
 	}
@@ -166,6 +192,14 @@ func (k *leaseKeeper) state() (held, everHeld, unreachable bool) {
 	everHeld = !k.renewed.IsZero()
 	held = everHeld && k.clock.Since(k.renewed) < k.leaseDuration
 	return held, everHeld, k.unreachable
+}
+
+// lastContact is when the API server last answered this agent (zero:
+// never): the age of its view.
+func (k *leaseKeeper) lastContact() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.contacted
 }
 
 // isUnreachable tells "the API server did not answer" (everybody is likely

@@ -25,7 +25,7 @@ func TestLeaseKeeper(t *testing.T) {
 		t.Fatalf("before the first renewal: held=%v everHeld=%v", held, ever)
 	}
 	info := AgentInfo{MACs: []string{"02:00:00:00:00:01"}, UnreadyPools: []string{"lan"}}
-	if err := k.renew(ctx, false, info); err != nil {
+	if err := k.renew(ctx, false, info, []string{"lan"}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := client.CoordinationV1().Leases("kube-system").Get(ctx, "baremetal-agent-n1", metav1.GetOptions{})
@@ -42,7 +42,7 @@ func TestLeaseKeeper(t *testing.T) {
 	if held, _, _ := k.state(); !held {
 		t.Fatal("not held right after a renewal")
 	}
-	if err := k.renew(ctx, true, AgentInfo{}); err != nil {
+	if err := k.renew(ctx, true, AgentInfo{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	l, _ = client.CoordinationV1().Leases("kube-system").Get(ctx, "baremetal-agent-n1", metav1.GetOptions{})
@@ -67,7 +67,7 @@ func TestLeaseKeeper(t *testing.T) {
 			})
 			defer func() { client.ReactionChain = client.ReactionChain[1:] }()
 			clk.SetTime(clk.Now().Add(4 * time.Second))
-			if err := k.renew(ctx, false, info); err == nil {
+			if err := k.renew(ctx, false, info, []string{"lan"}); err == nil {
 				t.Fatal("renewal succeeded against a failing API server")
 			}
 			held, ever, unreachable := k.state()

@@ -8,15 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Event reasons the agent records on Services.
-const (
-	ReasonAnnouncing      = "Announcing"
-	ReasonWithdrawn       = "Withdrawn"
-	ReasonAddressConflict = "AddressConflict"
-	ReasonNoInterface     = "NoInterface"
-	ReasonInvalidConfig   = "InvalidConfig"
-)
-
 // Metrics are the agent's Prometheus metrics (prefix baremetal_).
 type Metrics struct {
 	Registry       *prometheus.Registry
@@ -25,8 +16,9 @@ type Metrics struct {
 	ProbeConflicts prometheus.Counter
 	RenewFailures  prometheus.Counter
 	LiveAgents     prometheus.Gauge
-	BGPSessionUp   *prometheus.GaugeVec
-	BGPAdvertised  *prometheus.GaugeVec
+	HeartbeatDrops *prometheus.CounterVec
+	ViewSynced     prometheus.Gauge
+	Fenced         prometheus.Gauge
 	APIRequests    *prometheus.CounterVec
 	ReloadFailures prometheus.Counter
 	ReloadSuccess  prometheus.Gauge
@@ -47,7 +39,7 @@ func NewMetrics() *Metrics {
 		}),
 		ProbeConflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "baremetal_probe_conflicts_total",
-			Help: "Probes before announcing that another host answered.",
+			Help: "Announcements refused because another host (not an agent) answers ARP/NDP for the VIP.",
 		}),
 		RenewFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "baremetal_lease_renew_failures_total",
@@ -55,16 +47,20 @@ func NewMetrics() *Metrics {
 		}),
 		LiveAgents: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "baremetal_live_agents",
-			Help: "Agents this node sees alive, itself included.",
+			Help: "Agents with a Lease in this node's layer-2 pools that it judges up, itself included.",
 		}),
-		BGPSessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "baremetal_bgp_session_up",
-			Help: "1 when the BGP session with the peer is established, else 0.",
-		}, []string{"peer"}),
-		BGPAdvertised: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "baremetal_bgp_advertised_prefixes",
-			Help: "Prefixes this node advertises to the peer.",
-		}, []string{"peer"}),
+		HeartbeatDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "baremetal_heartbeat_dropped_total",
+			Help: "Heartbeats dropped, by reason (signature, replay, stale, misdirected, malformed). Signature or replay drops mean a forged or replayed message, or a key mismatch; stale ones, clocks out of sync.",
+		}, []string{"reason"}),
+		ViewSynced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "baremetal_agent_view_synced",
+			Help: "1 once this agent listed Services, EndpointSlices, Nodes and Leases from the API server; until then it announces nothing.",
+		}),
+		Fenced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "baremetal_agent_stale_view_fenced",
+			Help: "1 while this agent announces nothing because it has not heard the API server for longer than nodeAgent.staleViewTimeout.",
+		}),
 	}
 	m.APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "baremetal_agent_api_requests_total",
@@ -80,7 +76,7 @@ func NewMetrics() *Metrics {
 	})
 	m.ReloadSuccess.Set(1)
 	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
-		m.BGPSessionUp, m.BGPAdvertised, m.APIRequests, m.ReloadFailures, m.ReloadSuccess,
+		m.HeartbeatDrops, m.ViewSynced, m.Fenced, m.APIRequests, m.ReloadFailures, m.ReloadSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.AnnouncedVIPs.WithLabelValues("layer2")
 	m.AnnouncedVIPs.WithLabelValues("bgp")

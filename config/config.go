@@ -25,8 +25,13 @@ const (
 
 // Defaults for fields a file may leave out.
 const (
-	DefaultLeaseDuration = 3 * time.Second
-	DefaultRenewInterval = 1 * time.Second
+	// The agent Lease is membership, renewed at kubelet's pace; failover
+	// runs on the agents' heartbeats (see docs/agent-model.md).
+	DefaultLeaseDuration = 40 * time.Second
+	DefaultRenewInterval = 10 * time.Second
+	// DefaultStaleViewTimeout is how long an agent that cannot reach the
+	// API server keeps announcing from its last view.
+	DefaultStaleViewTimeout = 5 * time.Minute
 	DefaultGARPInterval  = 10 * time.Second
 	DefaultBGPPort       = 179
 	DefaultHoldTime      = 90 * time.Second
@@ -137,6 +142,10 @@ type NodeAgent struct {
 	LeaseDuration time.Duration  `yaml:"leaseDuration"`
 	RenewInterval time.Duration  `yaml:"renewInterval"`
 	GARPInterval  *time.Duration `yaml:"garpInterval"`
+	// StaleViewTimeout: an agent that has not heard the API server for
+	// this long stops announcing (a deleted Service's address may have
+	// gone to another). 0 never stops; default DefaultStaleViewTimeout.
+	StaleViewTimeout *time.Duration `yaml:"staleViewTimeout"`
 }
 
 // TopologyRule maps node addresses to a zone and region.
@@ -268,6 +277,14 @@ func (n NodeAgent) GARP() time.Duration {
 		return DefaultGARPInterval
 	}
 	return *n.GARPInterval
+}
+
+// StaleView is the staleViewTimeout in force; 0 means never.
+func (n NodeAgent) StaleView() time.Duration {
+	if n.StaleViewTimeout == nil {
+		return DefaultStaleViewTimeout
+	}
+	return *n.StaleViewTimeout
 }
 
 // TopologyFor returns the zone and region of the first rule holding a.

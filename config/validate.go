@@ -295,6 +295,9 @@ func (c *Config) validateNodeAgent(v *validator) {
 	if n.GARPInterval != nil && *n.GARPInterval < 0 {
 		v.addf("nodeAgent.garpInterval", "%s must not be negative (0 turns the refresh off)", *n.GARPInterval)
 	}
+	if n.StaleViewTimeout != nil && *n.StaleViewTimeout < 0 {
+		v.addf("nodeAgent.staleViewTimeout", "%s must not be negative (0 never stops announcing)", *n.StaleViewTimeout)
+	}
 }
 
 func (c *Config) validateTopology(v *validator) {

@@ -1,0 +1,418 @@
+package announce
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
+)
+
+// fakeL2 records what the agent asks of the layer-2 plane.
+type fakeL2 struct {
+	mu        sync.Mutex
+	announced []l2.Announcement
+	sets      chan []l2.Announcement
+	probes    chan netip.Addr
+	probeMAC  net.HardwareAddr
+	calls     []string
+}
+
+func newFakeL2() *fakeL2 {
+	return &fakeL2{sets: make(chan []l2.Announcement, 100), probes: make(chan netip.Addr, 100)}
+}
+
+func (f *fakeL2) Set(_ context.Context, want []l2.Announcement) error {
+	f.mu.Lock()
+	f.announced = slices.Clone(want)
+	f.mu.Unlock()
+	f.sets <- slices.Clone(want)
+	return nil
+}
+
+func (f *fakeL2) Announced() []l2.Announcement {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.announced)
+}
+
+func (f *fakeL2) Probe(_ context.Context, _ string, ip netip.Addr) (net.HardwareAddr, error) {
+	f.probes <- ip
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.probeMAC, nil
+}
+
+func (f *fakeL2) record(call string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	f.announced = nil
+}
+
+func (f *fakeL2) HandOver(context.Context) error { f.record("HandOver"); return nil }
+func (f *fakeL2) WithdrawAll() error             { f.record("WithdrawAll"); return nil }
+func (f *fakeL2) Close() error                   { f.record("Close"); return nil }
+
+func (f *fakeL2) called(call string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.calls, call)
+}
+
+type fakeBGP struct {
+	mu  sync.Mutex
+	ads [][]BGPAdvertisement
+}
+
+func (f *fakeBGP) Apply(_ context.Context, _ []config.Peer, ads []BGPAdvertisement) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ads = append(f.ads, ads)
+	return nil
+}
+func (f *fakeBGP) Peers() []bgp.PeerStatus    { return nil }
+func (f *fakeBGP) Stop(context.Context) error { return nil }
+
+// silentConn is a heartbeat socket on which nothing ever arrives.
+type silentConn struct{ closed chan struct{} }
+
+func (c *silentConn) ReadFrom([]byte) (int, netip.AddrPort, error) {
+	<-c.closed
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+func (c *silentConn) WriteTo([]byte, netip.AddrPort) error { return nil }
+func (c *silentConn) Close() error                         { close(c.closed); return nil }
+
+const agentConfig = `
+pools:
+  - name: lan
+    addresses: [192.0.2.0/25]
+`
+
+func testNode(name string, ip string) *v1.Node {
+	return &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Status:     v1.NodeStatus{Addresses: []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: ip}}},
+	}
+}
+
+type harness struct {
+	t       *testing.T
+	client  *fake.Clientset
+	clock   *clocktesting.FakeClock
+	l2      *fakeL2
+	bgp     *fakeBGP
+	events  *record.FakeRecorder
+	metrics *Metrics
+	agent   *Agent
+	links   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func newHarness(t *testing.T, self string, objs ...runtime.Object) *harness {
+	t.Helper()
+	h := &harness{
+		t:       t,
+		client:  fake.NewClientset(objs...),
+		clock:   clocktesting.NewFakeClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)),
+		l2:      newFakeL2(),
+		bgp:     &fakeBGP{},
+		events:  record.NewFakeRecorder(100),
+		metrics: NewMetrics(),
+		links:   make(chan struct{}, 100),
+	}
+	a, err := New(Options{
+		Client: h.client, NodeName: self, Namespace: "kube-system", Config: mustConfig(t, agentConfig),
+		Clock: h.clock, Recorder: h.events, Metrics: h.metrics,
+		L2: h.l2, BGP: h.bgp,
+		ReadLinks: func() (l2.Links, error) {
+			select {
+			case h.links <- struct{}{}:
+			default:
+			}
+			return l2.Links{{Name: "eth0", Up: true, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}}, nil
+		},
+		HeartbeatConn: &silentConn{closed: make(chan struct{})},
+		RemoveLegacy:  func(func(netip.Addr) bool) ([]netip.Addr, error) { return nil, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.agent = a
+	return h
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan struct{})
+	go func() {
+		defer close(h.done)
+		if err := h.agent.Run(ctx); err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	}()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case <-h.done:
+	case <-time.After(30 * time.Second):
+		h.t.Error("the agent did not stop")
+	}
+}
+
+// waitSet waits for a layer-2 Set equal to want.
+func (h *harness) waitSet(want []l2.Announcement) {
+	h.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case got := <-h.l2.sets:
+			if slices.Equal(got, want) {
+				return
+			}
+		case <-timeout:
+			h.t.Fatalf("no layer-2 Set of %v", want)
+		}
+	}
+}
+
+func (h *harness) waitEvent(substr string) string {
+	h.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case e := <-h.events.Events:
+			if strings.Contains(e, substr) {
+				return e
+			}
+		case <-timeout:
+			h.t.Fatalf("no event containing %q", substr)
+		}
+	}
+}
+
+var vip10 = netip.MustParseAddr("192.0.2.10")
+
+func TestAgentAnnouncesWithdrawsAndHandsOver(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+	h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"), svc)
+	h.start()
+	h.waitSet([]l2.Announcement{{Addr: vip10, Interface: "eth0"}})
+	if e := h.waitEvent(ReasonAnnouncing); !strings.Contains(e, "Announcing 192.0.2.10 from node node-b on interface eth0 (layer2)") {
+		t.Errorf("event %q", e)
+	}
+	if got := testutil.ToFloat64(h.metrics.AnnouncedVIPs.WithLabelValues("layer2")); got != 1 {
+		t.Errorf("announced layer2 VIPs %v, want 1", got)
+	}
+	l, err := h.client.CoordinationV1().Leases("kube-system").Get(context.Background(), LeaseName("node-b"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Labels[PoolLabel("lan")] != "true" {
+		t.Errorf("lease labels %v, want the lan pool's", l.Labels)
+	}
+	if *l.Spec.LeaseDurationSeconds != 40 {
+		t.Errorf("lease duration %d, want the default 40 s", *l.Spec.LeaseDurationSeconds)
+	}
+	if err := h.agent.Ready(); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+
+	if err := h.client.CoreV1().Services("default").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.waitSet([]l2.Announcement{})
+	if e := h.waitEvent(ReasonWithdrawn); !strings.Contains(e, "Node node-b stopped announcing 192.0.2.10 on interface eth0 (layer2)") {
+		t.Errorf("event %q", e)
+	}
+
+	h.stop()
+	if !h.l2.called("WithdrawAll") && !h.l2.called("HandOver") {
+		t.Error("shutdown neither handed over nor withdrew")
+	}
+	if _, err := h.client.CoordinationV1().Leases("kube-system").Get(context.Background(), LeaseName("node-b"), metav1.GetOptions{}); err == nil {
+		t.Error("the Lease survived the shutdown")
+	}
+}
+
+func peerLease(node string) *coordinationv1.Lease {
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+		Name: LeaseName(node), Namespace: "kube-system", ResourceVersion: "1",
+		Labels: map[string]string{PoolLabel("lan"): "true"},
+	}}
+}
+
+// node-a ranks first for 192.0.2.10 (TestScoreFormula). Its agent is
+// silent on the heartbeat channel: node-b probes, nobody answers, node-b
+// takes over.
+func TestAgentTakesOverFromASilentOwnerAfterAProbe(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+	h := newHarness(t, "node-b", testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
+	h.start()
+	h.waitSet([]l2.Announcement{}) // node-a owns it
+	// Five missed beats later node-a is silent; node-b probes.
+	timeout := time.After(20 * time.Second)
+	for probed := false; !probed; {
+		select {
+		case ip := <-h.l2.probes:
+			if ip != vip10 {
+				t.Fatalf("probed %s, want %s", ip, vip10)
+			}
+			probed = true
+		case <-time.After(10 * time.Millisecond):
+			h.clock.Step(100 * time.Millisecond)
+		case <-timeout:
+			t.Fatal("no probe of the silent owner's VIP")
+		}
+	}
+	h.waitSet([]l2.Announcement{{Addr: vip10, Interface: "eth0"}})
+	if got := testutil.ToFloat64(h.metrics.Failovers); got != 1 {
+		t.Errorf("failovers %v, want 1", got)
+	}
+}
+
+// The owner is silent on the heartbeat channel but answers ARP: no takeover.
+func TestAgentLeavesAVIPWhoseOwnerAnswersTheProbe(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+	h := newHarness(t, "node-b", testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
+	h.l2.probeMAC = net.HardwareAddr{2, 0, 0, 0, 0, 0xa}
+	h.start()
+	h.waitSet([]l2.Announcement{})
+	probes := 0
+	timeout := time.After(20 * time.Second)
+	for probes < 3 {
+		select {
+		case <-h.l2.probes:
+			probes++
+		case got := <-h.l2.sets:
+			if len(got) != 0 {
+				t.Fatalf("took over %v though the owner answers", got)
+			}
+		case <-time.After(10 * time.Millisecond):
+			h.clock.Step(100 * time.Millisecond)
+		case <-timeout:
+			t.Fatalf("%d probes, want 3 (one a second)", probes)
+		}
+	}
+	if got := testutil.ToFloat64(h.metrics.Failovers); got != 0 {
+		t.Errorf("failovers %v, want 0", got)
+	}
+}
+
+// An agent that cannot list (restarted while the API server is away)
+// announces nothing, says why, and keeps saying it.
+func TestAgentWithoutAViewStaysSilent(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+	h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"), svc)
+	h.client.PrependReactor("list", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("dial tcp 192.0.2.1:6443: connect: connection refused")
+	})
+	h.start()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-h.links:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the agent did not reconcile")
+		}
+		h.clock.Step(unsyncedLogEvery)
+	}
+	select {
+	case got := <-h.l2.sets:
+		t.Fatalf("an agent without a view set %v", got)
+	default:
+	}
+	if err := h.agent.Ready(); err == nil || !strings.Contains(err.Error(), "has not listed") {
+		t.Errorf("Ready = %v, want the reason it announces nothing", err)
+	}
+	if got := testutil.ToFloat64(h.metrics.ViewSynced); got != 0 {
+		t.Errorf("view synced %v, want 0", got)
+	}
+}
+
+// An agent that has not heard the API server for staleViewTimeout stops.
+func TestAgentFencesAStaleView(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+	h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"), svc)
+	h.start()
+	h.waitSet([]l2.Announcement{{Addr: vip10, Interface: "eth0"}})
+	h.client.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("dial tcp 192.0.2.1:6443: i/o timeout")
+	})
+	timeout := time.After(20 * time.Second)
+	for !h.l2.called("WithdrawAll") {
+		select {
+		case <-time.After(10 * time.Millisecond):
+			h.clock.Step(resyncEvery)
+		case <-timeout:
+			t.Fatal("a stale view was not fenced")
+		}
+	}
+	if got := testutil.ToFloat64(h.metrics.Fenced); got != 1 {
+		t.Errorf("fenced %v, want 1", got)
+	}
+	if err := h.agent.Ready(); err == nil || !strings.Contains(err.Error(), "staleViewTimeout") {
+		t.Errorf("Ready = %v", err)
+	}
+}
+
+func TestDiffApplied(t *testing.T) {
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	svc := lbService("web", "", "192.0.2.1")
+	l2eth0 := applied{Mode: config.ModeLayer2, Interface: "eth0", Services: []*v1.Service{svc}}
+	l2eth1 := applied{Mode: config.ModeLayer2, Interface: "eth1", Services: []*v1.Service{svc}}
+	bgpAB := applied{Mode: config.ModeBGP, Peers: []string{"tor-a", "tor-b"}, Services: []*v1.Service{svc}}
+	tests := []struct {
+		name     string
+		old, cur map[netip.Addr]applied
+		want     []string
+	}{
+		{"nothing changed", map[netip.Addr]applied{a: l2eth0}, map[netip.Addr]applied{a: l2eth0}, nil},
+		{"announced", nil, map[netip.Addr]applied{a: l2eth0},
+			[]string{"Normal Announcing Announcing 192.0.2.1 from node n1 on interface eth0 (layer2)"}},
+		{"withdrawn", map[netip.Addr]applied{b: bgpAB}, nil,
+			[]string{"Normal Withdrawn Node n1 stopped announcing 192.0.2.2 to peers tor-a, tor-b (bgp)"}},
+		{"moved to another interface", map[netip.Addr]applied{a: l2eth0}, map[netip.Addr]applied{a: l2eth1},
+			[]string{"Normal Announcing Announcing 192.0.2.1 from node n1 on interface eth1 (layer2)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := record.NewFakeRecorder(10)
+			recordChanges(rec, "n1", diffApplied(tt.old, tt.cur))
+			close(rec.Events)
+			var got []string
+			for e := range rec.Events {
+				got = append(got, e)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("events %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -32,9 +32,9 @@ const (
 	// DefaultStaleViewTimeout is how long an agent that cannot reach the
 	// API server keeps announcing from its last view.
 	DefaultStaleViewTimeout = 5 * time.Minute
-	DefaultGARPInterval  = 10 * time.Second
-	DefaultBGPPort       = 179
-	DefaultHoldTime      = 90 * time.Second
+	DefaultGARPInterval     = 10 * time.Second
+	DefaultBGPPort          = 179
+	DefaultHoldTime         = 90 * time.Second
 )
 
 // BFD defaults are FRR's, so `bfd: {}` on a peer matches the router's side.

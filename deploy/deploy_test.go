@@ -395,8 +395,13 @@ func checkAgentRBAC(t *testing.T, m map[key]*unstructured.Unstructured) {
 	}
 	var role rbacv1.Role
 	convert(t, m[key{"Role", agentNS, agentName}], &role)
-	if g := grants(role.Rules); len(g) != 6 || !g["coordination.k8s.io/leases:update"] || !g["coordination.k8s.io/leases:create"] {
-		t.Errorf("agent Role grants %v; want only its Leases", g)
+	if g := grants(role.Rules); len(g) != 10 || !g["coordination.k8s.io/leases:update"] || !g["coordination.k8s.io/leases:create"] || !g["/secrets:get"] || !g["/secrets:create"] {
+		t.Errorf("agent Role grants %v; want only its Leases and the heartbeat key Secret", g)
+	}
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "secrets") && !slices.Equal(r.Verbs, []string{"create"}) && !slices.Equal(r.ResourceNames, []string{"baremetal-node-agent-heartbeat"}) {
+			t.Errorf("agent Role reads Secrets %v; want only baremetal-node-agent-heartbeat", r.ResourceNames)
+		}
 	}
 	checkBinding(t, m, "ClusterRoleBinding", "", agentName, agentName, agentNS, agentName)
 	checkBinding(t, m, "RoleBinding", agentNS, agentName, agentName, agentNS, agentName)

@@ -61,7 +61,7 @@ func run(o options) error {
 
 	agent, err := announce.New(announce.Options{
 		Client: client, NodeName: o.nodeName, Namespace: o.namespace, Config: cfg, Metrics: metrics,
-		HeartbeatPort: o.heartbeatPort,
+		HeartbeatPort: o.heartbeatPort, HeartbeatKeyFile: o.heartbeatKeyFile,
 	})
 	if err != nil {
 		return err

@@ -27,6 +27,8 @@ type options struct {
 	healthAddr     string
 	reloadInterval time.Duration
 	heartbeatPort  int
+	// heartbeatKeyFile replaces the Secret baremetal-node-agent-heartbeat.
+	heartbeatKeyFile string
 }
 
 func (o *options) addFlags(fs *pflag.FlagSet) {
@@ -37,6 +39,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9101", "Address to serve /metrics on; 0 disables.")
 	fs.StringVar(&o.healthAddr, "health-bind-address", ":9102", "Address to serve /healthz and /readyz on; 0 disables.")
 	fs.IntVar(&o.heartbeatPort, "heartbeat-port", 7474, "UDP port for the direct heartbeats between agents that detect a crashed owner in under a second; 0 disables them.")
+	fs.StringVar(&o.heartbeatKeyFile, "heartbeat-key-file", "", "File holding the key that signs heartbeats (a mounted Secret's \"key\"; a \"previousKey\" file next to it is accepted too, for rotation). Default: the Secret baremetal-node-agent-heartbeat in --namespace, created when missing.")
 	fs.DurationVar(&o.reloadInterval, "config-reload-interval", 10*time.Second, "How often to re-read the cloud-config file; 0 disables.")
 }
 

@@ -380,3 +380,113 @@ func TestLabProbe(t *testing.T) {
 	}
 	waitChange(t, changes, Conflict, 1)
 }
+
+// labSegment is a bridge in the client namespace with two node namespaces
+// attached: node A (link a0, MAC 02:00:00:00:aa:01) and node B (link b0,
+// MAC 02:00:00:00:bb:01). The client asks from br0.
+func newLabSegment(t *testing.T) (client string, nodes [2]string, macs [2]net.HardwareAddr) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the layer-2 lab needs root (network namespaces, raw sockets)")
+	}
+	if _, err := exec.LookPath("arping"); err != nil {
+		t.Skip("arping not installed (make deps)")
+	}
+	client = fmt.Sprintf("bml2%d-seg", os.Getpid())
+	nodes = [2]string{fmt.Sprintf("bml2%d-a", os.Getpid()), fmt.Sprintf("bml2%d-b", os.Getpid())}
+	macs = [2]net.HardwareAddr{{2, 0, 0, 0, 0xaa, 1}, {2, 0, 0, 0, 0xbb, 1}}
+	for _, ns := range []string{client, nodes[0], nodes[1]} {
+		labRun(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
+		labRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	labRun(t, "ip", "-n", client, "link", "add", "br0", "type", "bridge")
+	labRun(t, "ip", "-n", client, "addr", "add", "192.0.2.2/24", "dev", "br0")
+	labRun(t, "ip", "-n", client, "link", "set", "br0", "up")
+	for i, name := range []string{"a0", "b0"} {
+		port := "p" + name
+		labRun(t, "ip", "link", "add", name, "netns", nodes[i], "address", macs[i].String(), "type", "veth", "peer", "name", port, "netns", client)
+		labRun(t, "ip", "-n", client, "link", "set", port, "master", "br0", "up")
+		labRun(t, "ip", "-n", nodes[i], "addr", "add", fmt.Sprintf("192.0.2.%d/24", 11+i), "dev", name)
+		labRun(t, "ip", "-n", nodes[i], "link", "set", name, "up")
+	}
+	for _, l := range [][2]string{{nodes[0], "a0"}, {nodes[1], "b0"}, {client, "br0"}} {
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(labRun(t, "ip", "-n", l[0], "link", "show", l[1]), "state UP") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not come up", l[1])
+			}
+			time.Sleep(20 * time.Millisecond) // kernel state, polled
+		}
+	}
+	return client, nodes, macs
+}
+
+// TestLabHandover moves a VIP between two responders the way the agent
+// does: the new owner's probe is answered by the old owner (an agent, so a
+// handover, not a conflict), the new owner announces, and the old owner,
+// handing over, stops when it hears that. A client asking all along gets
+// an answer to every request, from exactly one MAC at the end.
+func TestLabHandover(t *testing.T) {
+	client, nodes, macs := newLabSegment(t)
+	isAgent := func(m net.HardwareAddr) bool { return bytes.Equal(m, macs[0]) || bytes.Equal(m, macs[1]) }
+	vip := netip.MustParseAddr(labVIP4)
+	var (
+		ann     [2]*Announcer
+		changes [2]chan Change
+		ns      [2]*inNS
+	)
+	for i := range nodes {
+		ns[i] = enter(t, nodes[i])
+		changes[i] = make(chan Change, 16)
+		ch := changes[i]
+		ns[i].do(func() {
+			ann[i] = New(Options{Logger: testr.New(t), GARPInterval: time.Minute, IsAgentMAC: isAgent,
+				OnChange: func(c Change) { ch <- c }})
+		})
+		t.Cleanup(func() { ann[i].Close() })
+	}
+	set := func(i int, want ...Announcement) {
+		t.Helper()
+		var err error
+		ns[i].do(func() { err = ann[i].Set(t.Context(), want) })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(0, Announcement{Addr: vip, Interface: "a0"})
+	waitChange(t, changes[0], Announced, 1)
+
+	// The client asks every 10 ms throughout the move.
+	cmd := exec.Command("ip", "netns", "exec", client, "arping", "-c", "300", "-W", "0.01", "-i", "br0", labVIP4)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	start := time.Now()
+	set(1, Announcement{Addr: vip, Interface: "b0"}) // B becomes the owner...
+	waitChange(t, changes[1], Announced, 1)
+	took := time.Since(start)
+	set(0) // ...and A learns it lost the address
+	waitChange(t, changes[0], Withdrawn, 1)
+	t.Logf("B answered %s after its Set (probe answered by A: no 200 ms wait); A withdrew %s after B's Set", took, time.Since(start))
+	if took >= DefaultProbeWait {
+		t.Errorf("B took %s to take over: it waited for its probe although A, an agent, answered", took)
+	}
+
+	_ = cmd.Wait()
+	replies := arpingFrom.FindAllStringSubmatch(out.String(), -1)
+	if len(replies) < 300 {
+		t.Errorf("%d of 300 requests answered during the move:\n%s", len(replies), out.String())
+	}
+	last := map[string]bool{}
+	for _, m := range replies[max(0, len(replies)-20):] {
+		last[m[1]] = true
+	}
+	if len(last) != 1 || !last[macs[1].String()] {
+		t.Errorf("after the move, answered by %v; want only B (%s)", last, macs[1])
+	}
+}

@@ -84,6 +84,7 @@ type demo struct {
 	nodes   []*node
 	ccm     *lab.Process
 	ccmPort int
+	proxy   *lab.ServiceProxy
 	l2VIP   netip.Addr
 	bgpVIP  netip.Addr
 	l2Owner *node
@@ -245,7 +246,7 @@ func (d *demo) buildNetwork(ctx context.Context) error {
 		if err := n.host.AddRoute(wanPrefix, routerLAN.Addr()); err != nil {
 			return err
 		}
-		// lab-echo stands in for kube-proxy and the Service's pods: it
+		// lab-echo stands in for the Service's pods: it
 		// answers every request on :80 with the node's name.
 		if _, err := n.host.Start("echo", d.bins.Path("lab-echo"), "--name", n.name, "--listen", ":80"); err != nil {
 			return err
@@ -266,7 +267,7 @@ func (d *demo) buildNetwork(ctx context.Context) error {
 	}
 	d.out.Say("Segment lan %s: %s, client %s, router %s.", lanPrefix, strings.Join(nodes, ", "), client4.Addr(), routerLAN.Addr())
 	d.out.Say("Segment wan %s: router %s, remote-client %s.", wanPrefix, routerWAN.Addr(), remoteClient.Addr())
-	d.out.Say("Each node serves its own name on port 80 (a stand-in for kube-proxy and pods); the router runs FRR, AS %d.", routerASN)
+	d.out.Say("Each node serves its own name on port 80 (a stand-in for the Service's pods); the router runs FRR, AS %d.", routerASN)
 	return nil
 }
 
@@ -296,6 +297,9 @@ func (d *demo) startControlPlane(ctx context.Context) error {
 		d.out.Say("cloud-config: nodes speak BGP as AS %d to %s %s (AS %d).", d.cfg.BGP.ASN, p.Name, p.Address, p.ASN)
 	}
 
+	if err := d.startProxy(); err != nil {
+		return err
+	}
 	if err := d.startCCM(ctx); err != nil {
 		return err
 	}
@@ -360,6 +364,23 @@ func (d *demo) applyRBAC(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("applying the RBAC of deploy/base: %w", err)
 	}
 	return summary, nil
+}
+
+// startProxy starts the lab's stand-in for kube-proxy: the nodes accept a
+// LoadBalancer Service's traffic on its ports only, and hold no address
+// for it (the agents answer ARP and advertise routes; nothing is bound).
+func (d *demo) startProxy() error {
+	var hosts []*lab.Host
+	for _, n := range d.nodes {
+		hosts = append(hosts, n.host)
+	}
+	var err error
+	if d.proxy, err = d.env.StartServiceProxy(d.cluster.Client, hosts...); err != nil {
+		return err
+	}
+	d.out.Say("The nodes have no kube-proxy: the lab plays its iptables mode, taking each LoadBalancer address")
+	d.out.Say("on the Service's ports only (`ip rule ... dport 80 lookup %d` and a local route in table %d).", lab.ProxyTable, lab.ProxyTable)
+	return nil
 }
 
 func (d *demo) startCCM(ctx context.Context) error {
@@ -534,6 +555,11 @@ func (d *demo) createServices(ctx context.Context) error {
 	}
 	if d.bgpVIP, err = d.waitIngress(ctx, bgpService); err != nil {
 		return err
+	}
+	for _, ip := range []netip.Addr{d.l2VIP, d.bgpVIP} {
+		if err := d.proxy.WaitFor(ctx, ip, 80, 20*time.Second); err != nil {
+			return fmt.Errorf("the lab's service proxy: %w", err)
+		}
 	}
 	d.out.Say("The CCM gave both an address within %s. What `kubectl get svc` would show, with pool and mode:", seconds(time.Since(start)))
 	rows := [][]string{{"NAMESPACE", "NAME", "TYPE", "EXTERNAL-IP", "POOL", "MODE"}}

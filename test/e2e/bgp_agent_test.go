@@ -45,6 +45,7 @@ type bgpAgentLab struct {
 	*bgpLab
 	c     *lab.Cluster
 	nodes []*node
+	proxy *lab.ServiceProxy // the lab's kube-proxy (nothing is bound to a node)
 }
 
 func newBGPAgentLab(t *testing.T) *bgpAgentLab {
@@ -72,6 +73,11 @@ func newBGPAgentLab(t *testing.T) *bgpAgentLab {
 		n.speaker = p
 		l.nodes = append(l.nodes, n)
 	}
+	var hosts []*lab.Host
+	for _, n := range l.nodes {
+		hosts = append(hosts, n.host)
+	}
+	l.proxy = lab.StartServiceProxy(t, l.c.Client, hosts...)
 	ccm := lab.StartProcess(t, t.TempDir(), "ccm", bins.Path("baremetal-cloud-controller-manager"),
 		"--cloud-provider=baremetal", "--cloud-config", cfg, "--kubeconfig", ccmKubeconfig(t, l.c),
 		"--leader-elect=false", "--secure-port=0", "--controllers=service", "-v=2")
@@ -99,6 +105,9 @@ func (l *bgpAgentLab) createService(t *testing.T, name string, local bool) netip
 		return err
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.proxy.WaitFor(t.Context(), ip, 80, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return netip.PrefixFrom(ip, 32)

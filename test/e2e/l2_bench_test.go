@@ -133,7 +133,7 @@ func report(t *testing.T, what string, ds []time.Duration) {
 }
 
 // TestL2ScaleBench measures the agents with many VIPs (default 1,000, or
-// BAREMETAL_BENCH_VIPS): time until every VIP is bound somewhere, each
+// BAREMETAL_BENCH_VIPS): time until every VIP answers NDP, each
 // agent's resident memory, and each agent's API requests per second at
 // steady state (from its baremetal_agent_api_requests_total).
 func TestL2ScaleBench(t *testing.T) {
@@ -159,19 +159,26 @@ func TestL2ScaleBench(t *testing.T) {
 	}
 	created := time.Since(start)
 	err := lab.Eventually(ctx, 10*time.Minute, time.Second, func() error {
-		b, err := l.bound(ctx)
+		ips, err := l.vips(ctx)
 		if err != nil {
 			return err
 		}
-		if len(b) < n {
-			return fmt.Errorf("%d of %d VIPs bound", len(b), n)
+		if len(ips) < n {
+			return fmt.Errorf("%d of %d Services have an address", len(ips), n)
+		}
+		a, err := l.answering(ips...)
+		if err != nil {
+			return err
+		}
+		if len(a) < n {
+			return fmt.Errorf("%d of %d VIPs answer NDP", len(a), n)
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d Services created in %s; every VIP bound %s after the first create", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d Services created in %s; every VIP answered NDP %s after the first create", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 
 	requests := func(nd *l2Node) float64 {
 		out, err := nd.host.Exec(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9101/metrics")

@@ -57,6 +57,7 @@ type l2Lab struct {
 	nodes   []*l2Node
 	cfgPath string
 	ccm     *lab.Process
+	proxy   *lab.ServiceProxy
 }
 
 type l2Node struct {
@@ -101,6 +102,13 @@ func newL2LabWith(t *testing.T, n int, cloudConfig string) *l2Lab {
 		}
 		l.nodes = append(l.nodes, nd)
 	}
+	// Lab nodes have no kube-proxy: the stand-in takes the Services'
+	// ports on every node, and the agents only answer ARP/NDP.
+	var hosts []*lab.Host
+	for _, nd := range l.nodes {
+		hosts = append(hosts, nd.host)
+	}
+	l.proxy = lab.StartServiceProxy(t, l.c.Client, hosts...)
 	for _, nd := range l.nodes {
 		l.startAgent(nd)
 	}
@@ -203,12 +211,15 @@ func withIPv6(s *corev1.Service) {
 }
 
 // createService creates a LoadBalancer Service and waits for the CCM to
-// give it an address.
+// give it an address and for the service proxy to take its port.
 func (l *l2Lab) createService(ctx context.Context, name string, opts ...svcOpt) netip.Addr {
 	l.t.Helper()
 	l.submitService(ctx, name, opts...)
 	ip, err := l.waitIngress(ctx, name, 30*time.Second)
 	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := l.proxy.WaitFor(ctx, ip, 80, 30*time.Second); err != nil {
 		l.t.Fatal(err)
 	}
 	return ip
@@ -279,15 +290,19 @@ func (l *l2Lab) setEndpoints(ctx context.Context, svc string, nodes ...string) {
 	}
 }
 
-// bound returns, per node, the VIPs bound on its eth0 (host routes only).
-func (l *l2Lab) bound(ctx context.Context) (map[netip.Addr][]string, error) {
+// heldOnInterfaces returns, per address, the nodes that hold it on an
+// interface (host routes only: addresses with a full-length prefix, which
+// the nodes' own addresses are not). The agent binds nothing (DESIGN
+// decision 6), so this is empty for VIPs; older agents bound the owner's.
+func (l *l2Lab) heldOnInterfaces(ctx context.Context) (map[netip.Addr][]string, error) {
 	out := map[netip.Addr][]string{}
 	for _, nd := range l.nodes {
-		b, err := nd.host.Exec(ctx, "ip", "-j", "addr", "show", "dev", "eth0")
+		b, err := nd.host.Exec(ctx, "ip", "-j", "addr", "show")
 		if err != nil {
 			return nil, err
 		}
 		var links []struct {
+			IfName   string `json:"ifname"`
 			AddrInfo []struct {
 				Local     string `json:"local"`
 				PrefixLen int    `json:"prefixlen"`
@@ -299,7 +314,7 @@ func (l *l2Lab) bound(ctx context.Context) (map[netip.Addr][]string, error) {
 		for _, lk := range links {
 			for _, a := range lk.AddrInfo {
 				ip, err := netip.ParseAddr(a.Local)
-				if err != nil || a.PrefixLen != ip.BitLen() {
+				if err != nil || a.PrefixLen != ip.BitLen() || ip.IsLoopback() {
 					continue
 				}
 				out[ip] = append(out[ip], nd.name)
@@ -309,21 +324,39 @@ func (l *l2Lab) bound(ctx context.Context) (map[netip.Addr][]string, error) {
 	return out, nil
 }
 
-// waitOwner waits until exactly one node has ip bound and returns it.
+// answering asks from the client who has each of ips and returns, per
+// address, the nodes (or unknown MACs) that answered, sorted.
+func (l *l2Lab) answering(ips ...netip.Addr) (map[netip.Addr][]string, error) {
+	macs, err := l.client.WhoHas(ips, 300*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr][]string{}
+	for ip, ms := range macs {
+		for _, m := range ms {
+			out[ip] = append(out[ip], l.nodeByMAC(m))
+		}
+		slices.Sort(out[ip])
+	}
+	return out, nil
+}
+
+// waitOwner waits until exactly one node answers ARP/NDP for ip and
+// returns it.
 func (l *l2Lab) waitOwner(ctx context.Context, ip netip.Addr, timeout time.Duration, want ...string) string {
 	l.t.Helper()
 	var owner string
 	err := lab.Eventually(ctx, timeout, 50*time.Millisecond, func() error {
-		b, err := l.bound(ctx)
+		a, err := l.answering(ip)
 		if err != nil {
 			return err
 		}
-		if len(b[ip]) != 1 {
-			return fmt.Errorf("%s is bound on %v, want exactly one node", ip, b[ip])
+		if len(a[ip]) != 1 {
+			return fmt.Errorf("%s is answered for by %v, want exactly one node", ip, a[ip])
 		}
-		owner = b[ip][0]
+		owner = a[ip][0]
 		if len(want) > 0 && !slices.Contains(want, owner) {
-			return fmt.Errorf("%s is bound on %s, want one of %v", ip, owner, want)
+			return fmt.Errorf("%s is answered for by %s, want one of %v", ip, owner, want)
 		}
 		return nil
 	})
@@ -331,6 +364,24 @@ func (l *l2Lab) waitOwner(ctx context.Context, ip netip.Addr, timeout time.Durat
 		l.t.Fatal(err)
 	}
 	return owner
+}
+
+// vips returns the addresses of every LoadBalancer Service, sorted.
+func (l *l2Lab) vips(ctx context.Context) ([]netip.Addr, error) {
+	svcs, err := l.c.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, s := range svcs.Items {
+		for _, ing := range s.Status.LoadBalancer.Ingress {
+			if ip, err := netip.ParseAddr(ing.IP); err == nil {
+				out = append(out, ip)
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
 }
 
 var arpingReply = regexp.MustCompile(`bytes from ([0-9a-f:]{17}) \(`)

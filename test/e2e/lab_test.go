@@ -11,6 +11,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
@@ -225,4 +226,101 @@ func adminToken(t *testing.T, kubeconfig string) string {
 		t.Fatalf("kubeconfig for the host points at %s, want https://127.0.0.1:6443", cfg.Host)
 	}
 	return cfg.BearerToken
+}
+
+// TestLabServiceProxy checks the lab's stand-in for kube-proxy on this
+// kernel: a node takes a LoadBalancer Service's address on the Service's
+// ports only, holds no address for it and does not answer ARP/NDP for it,
+// and the rules go when the Service does.
+func TestLabServiceProxy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := startCluster(t)
+	seg := lab.NewSegment(t, "lan")
+	node := seg.AddHost("node-1", netip.MustParsePrefix("192.0.2.11/24"), netip.MustParsePrefix("2001:db8::11/64"))
+	client := seg.AddHost("client", netip.MustParsePrefix("192.0.2.100/24"), netip.MustParsePrefix("2001:db8::100/64"))
+	for _, listen := range []string{":80", ":2222"} {
+		if _, err := node.Start("echo"+listen[1:], bins.Path("lab-echo"), "--name", "node-1", "--listen", listen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy := lab.StartServiceProxy(t, c.Client, node)
+	vips := []netip.Addr{netip.MustParseAddr("192.0.2.200"), netip.MustParseAddr("2001:db8::200")}
+	for _, vip := range vips {
+		// The client reaches the VIP at the node's MAC, as if an agent
+		// had answered its ARP/NDP.
+		if out, err := client.Exec(ctx, "ip", "neigh", "replace", vip.String(), "lladdr", node.MAC.String(), "dev", "eth0", "nud", "permanent"); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "proxied"},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeLoadBalancer,
+			IPFamilies:     []corev1.IPFamily{corev1.IPv4Protocol, corev1.IPv6Protocol},
+			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicyPreferDualStack),
+			Ports:          []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	created, err := c.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: vips[0].String()}, {IP: vips[1].String()}}
+	if _, err := c.Client.CoreV1().Services("default").UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, vip := range vips {
+		if err := proxy.WaitFor(ctx, vip, 80, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, vip := range vips {
+		if local, err := node.RouteGetLocal(ctx, vip, 80); err != nil || !local {
+			t.Errorf("ip route get %s ipproto tcp dport 80: local %t, %v; want local", vip, local, err)
+		}
+		if local, err := node.RouteGetLocal(ctx, vip, 2222); err != nil || local {
+			t.Errorf("ip route get %s ipproto tcp dport 2222: local %t, %v; want not local", vip, local, err)
+		}
+		host := vip.String()
+		if vip.Is6() {
+			host = "[" + host + "]"
+		}
+		if out, err := client.Exec(ctx, "curl", "-sS", "--max-time", "3", "http://"+host+"/"); err != nil || string(out) != "node-1" {
+			t.Errorf("curl %s:80 from the client: %q, %v; want node-1", host, out, err)
+		}
+		if out, err := client.Exec(ctx, "curl", "-sS", "--max-time", "2", "http://"+host+":2222/"); err == nil {
+			t.Errorf("curl %s:2222 from the client answered %q: a port the Service does not have reached the node", host, out)
+		}
+	}
+	if out, err := node.Exec(ctx, "ip", "-j", "addr"); err != nil || strings.Contains(string(out), "192.0.2.200") || strings.Contains(string(out), "2001:db8::200") {
+		t.Errorf("the node holds a VIP on an interface (%v):\n%s", err, out)
+	}
+	if out, _ := client.Exec(ctx, "arping", "-c", "2", "-w", "2", "-i", "eth0", vips[0].String()); strings.Contains(string(out), "bytes from") {
+		t.Errorf("the node's kernel answered ARP for %s:\n%s", vips[0], out)
+	}
+	if out, _ := client.Exec(ctx, "ndisc6", "-n", "-r", "2", "-w", "500", vips[1].String(), "eth0"); strings.Contains(strings.ToLower(string(out)), "target link-layer address") {
+		t.Errorf("the node's kernel answered NDP for %s:\n%s", vips[1], out)
+	}
+
+	if err := c.Client.CoreV1().Services("default").Delete(ctx, "proxied", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = lab.Eventually(ctx, 10*time.Second, 50*time.Millisecond, func() error {
+		for _, vip := range vips {
+			if local, err := node.RouteGetLocal(ctx, vip, 80); err != nil || local {
+				return fmt.Errorf("ip route get %s ipproto tcp dport 80: local %t, %v after the Service went", vip, local, err)
+			}
+		}
+		out, err := node.Exec(ctx, "ip", "rule")
+		if err != nil || strings.Contains(string(out), "192.0.2.200") {
+			return fmt.Errorf("rules left after the Service went (%v):\n%s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
 }

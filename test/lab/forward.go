@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,52 +113,61 @@ func (f *forwarder) Close() {
 	f.wg.Wait()
 }
 
-// listenInNetns opens a TCP listener inside the named network namespace. It
-// switches a dedicated, locked OS thread into the namespace and back; if
-// switching back fails the thread stays locked and the runtime discards it
-// with the goroutine, so no other goroutine ever runs in the wrong namespace.
+// listenInNetns opens a TCP listener inside the named network namespace.
 func listenInNetns(netns, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
+	var l net.Listener
+	err := inNetns(netns, func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening on %s in network namespace %s: %w", addr, netns, err)
+		}
+		return nil
+	})
+	if err != nil && l != nil {
+		l.Close()
+		return nil, err
 	}
-	ch := make(chan result, 1)
+	return l, err
+}
+
+// inNetns runs f on a dedicated, locked OS thread switched into the named
+// network namespace, for opening sockets there (a socket stays in the
+// namespace it was created in). If switching back fails the thread stays
+// locked and the runtime discards it with the goroutine, so no other
+// goroutine ever runs in the wrong namespace; whatever f opened is then
+// useless and f's caller gets the error.
+func inNetns(netns string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("opening the current network namespace: %w", err)}
+			ch <- fmt.Errorf("opening the current network namespace: %w", err)
 			return
 		}
 		defer orig.Close()
 		target, err := os.Open(filepath.Join(netnsDir, netns))
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("opening network namespace %s: %w", netns, err)}
+			ch <- fmt.Errorf("opening network namespace %s: %w", netns, err)
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("entering network namespace %s: %w", netns, err)}
+			ch <- fmt.Errorf("entering network namespace %s: %w", netns, err)
 			return
 		}
-		l, lerr := net.Listen("tcp", addr)
+		ferr := f()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			// Leave the thread locked: it dies with this goroutine.
-			if l != nil {
-				l.Close()
-			}
-			ch <- result{err: fmt.Errorf("returning to the root network namespace: %w", err)}
+			ch <- errors.Join(ferr, fmt.Errorf("returning to the root network namespace: %w", err))
 			return
 		}
 		runtime.UnlockOSThread()
-		if lerr != nil {
-			lerr = fmt.Errorf("listening on %s in network namespace %s: %w", addr, netns, lerr)
-		}
-		ch <- result{l: l, err: lerr}
+		ch <- ferr
 	}()
-	r := <-ch
-	return r.l, r.err
+	return <-ch
 }

@@ -132,7 +132,16 @@ func Eventually(ctx context.Context, timeout, interval time.Duration, f func() e
 // run executes a command and returns its combined output, with the output in
 // the error when it fails.
 func run(ctx context.Context, args ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	return runStdin(ctx, "", args...)
+}
+
+// runStdin is run with stdin as the command's input.
+func runStdin(ctx context.Context, stdin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {

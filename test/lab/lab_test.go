@@ -113,3 +113,41 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Errorf("Signal after exit = %v, want os.ErrProcessDone", err)
 	}
 }
+
+func TestSummarize(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	round := func(ms int, macs ...string) ProbeRound {
+		r := ProbeRound{Sent: at(ms)}
+		for _, m := range macs {
+			r.Answers = append(r.Answers, ProbeAnswer{At: at(ms + 1), MAC: m})
+		}
+		return r
+	}
+	for _, tt := range []struct {
+		name   string
+		rounds []ProbeRound
+		want   Summary
+	}{
+		{"nothing asked", nil, Summary{Answered: map[string]int{}}},
+		{"one owner throughout",
+			[]ProbeRound{round(0, "a"), round(50, "a"), round(100, "a", "a")},
+			Summary{Rounds: 3, Answered: map[string]int{"a": 3}, Last: []string{"a"}}},
+		{"a gap of three rounds, then another owner",
+			[]ProbeRound{round(0, "a"), round(50), round(100), round(150), round(200, "b")},
+			Summary{Rounds: 5, Answered: map[string]int{"a": 1, "b": 1}, Unanswered: 3, LongestGap: 150 * time.Millisecond, Last: []string{"b"}}},
+		{"two answer for two rounds",
+			[]ProbeRound{round(0, "a"), round(50, "a", "b"), round(100, "b", "a"), round(150, "b")},
+			Summary{Rounds: 4, Answered: map[string]int{"a": 3, "b": 3}, SplitRounds: 2, Split: 100 * time.Millisecond, Last: []string{"b"}}},
+		{"unanswered at the end",
+			[]ProbeRound{round(0, "a"), round(50), round(100)},
+			Summary{Rounds: 3, Answered: map[string]int{"a": 1}, Unanswered: 2, LongestGap: 100 * time.Millisecond, Last: []string{"a"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := summarize(tt.rounds, 50*time.Millisecond)
+			if got.String() != tt.want.String() {
+				t.Errorf("summarize:\n got  %s\n want %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+
+	"k8s.io/client-go/kubernetes"
 )
 
 var unsafePath = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
@@ -81,4 +83,15 @@ func StartFRR(t testing.TB, h *Host, frrConf string) *Router {
 	}
 	t.Cleanup(r.Stop)
 	return r
+}
+
+// StartServiceProxy starts a ServiceProxy (see Env.StartServiceProxy) for
+// hosts, stopped at the end of the test.
+func StartServiceProxy(t testing.TB, client kubernetes.Interface, hosts ...*Host) *ServiceProxy {
+	t.Helper()
+	p, err := NewTestEnv(t).StartServiceProxy(client, hosts...)
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	return p
 }

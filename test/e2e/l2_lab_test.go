@@ -78,7 +78,8 @@ func newL2Lab(t *testing.T, n int) *l2Lab {
 // newL2LabWith is newL2Lab with another cloud-config.
 func newL2LabWith(t *testing.T, n int, cloudConfig string) *l2Lab {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Starting a node takes a few seconds on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+time.Duration(n)*10*time.Second)
 	defer cancel()
 	l := &l2Lab{t: t, c: startCluster(t), seg: lab.NewSegment(t, "lan")}
 	l.cfgPath = filepath.Join(t.TempDir(), "cloud-config.yaml")
@@ -114,7 +115,7 @@ func newL2LabWith(t *testing.T, n int, cloudConfig string) *l2Lab {
 	}
 	l.startCCM()
 	// Every agent holds its lease before a test starts its clock.
-	err := lab.Eventually(ctx, 30*time.Second, 100*time.Millisecond, func() error {
+	err := lab.Eventually(ctx, 30*time.Second+time.Duration(n)*2*time.Second, 100*time.Millisecond, func() error {
 		leases, err := l.c.Client.CoordinationV1().Leases(agentNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err

@@ -491,3 +491,20 @@ func ClientFromKubeconfig(path string) (kubernetes.Interface, error) {
 	}
 	return kubernetes.NewForConfig(cfg)
 }
+
+// SetAPIReachable cuts h off from the API server (false) or restores its
+// path (true), as a blackhole route to the API server's address inside h's
+// namespace would: connections open at the time stall instead of failing,
+// new ones get no answer, and both resume once restored. h must have a
+// kubeconfig from KubeconfigIn or ServiceAccountKubeconfigIn.
+func (c *Cluster) SetAPIReachable(h *Host, reachable bool) error {
+	c.mu.Lock()
+	fw, ok := c.forwarders[h]
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("host %q has no path to the API server to cut", h.Name)
+	}
+	fw.setCut(!reachable)
+	c.logf("API server %s for host %s", map[bool]string{true: "reachable", false: "cut off"}[reachable], h.Name)
+	return nil
+}

@@ -3,7 +3,6 @@ package lab
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,11 +18,18 @@ import (
 // dialing happens from ordinary threads, which stay in the root namespace.
 // Every connection dials anew, so an apiserver restart only breaks the
 // connections open at the time.
+//
+// A forwarder can be cut (setCut): it then drops nothing and answers
+// nothing, as a blackhole route would. Bytes already read are held, new
+// connections wait before dialing, and everything resumes when the cut is
+// lifted, as TCP does once its retransmissions get through again.
 type forwarder struct {
 	l      net.Listener
 	target string
 
 	mu     sync.Mutex
+	gate   *sync.Cond // on mu; signalled when cut or closed change
+	cut    bool
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -35,6 +41,7 @@ func startForwarder(netns, listenAddr, target string) (*forwarder, error) {
 		return nil, err
 	}
 	f := &forwarder{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	f.gate = sync.NewCond(&f.mu)
 	f.wg.Add(1)
 	go f.serve()
 	return f, nil
@@ -52,8 +59,30 @@ func (f *forwarder) serve() {
 	}
 }
 
+// setCut cuts or restores the path through the forwarder.
+func (f *forwarder) setCut(cut bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut = cut
+	f.gate.Broadcast()
+}
+
+// pass waits while the forwarder is cut; false once it is closed.
+func (f *forwarder) pass() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.cut && !f.closed {
+		f.gate.Wait()
+	}
+	return !f.closed
+}
+
 func (f *forwarder) relay(in net.Conn) {
 	defer f.wg.Done()
+	if !f.pass() {
+		in.Close()
+		return
+	}
 	out, err := net.Dial("tcp", f.target)
 	if err != nil {
 		in.Close() // the client sees a reset, as it would from a stopped apiserver
@@ -66,8 +95,23 @@ func (f *forwarder) relay(in net.Conn) {
 	}
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				if !f.pass() {
+					break
+				}
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		// A close from either side crosses a cut only once it is lifted.
+		if tc, ok := dst.(*net.TCPConn); ok && f.pass() {
 			tc.CloseWrite()
 		}
 		done <- struct{}{}
@@ -105,6 +149,7 @@ func (f *forwarder) untrack(cs ...net.Conn) {
 func (f *forwarder) Close() {
 	f.mu.Lock()
 	f.closed = true
+	f.gate.Broadcast()
 	for c := range f.conns {
 		c.Close()
 	}

@@ -225,32 +225,42 @@ func (p *ServiceProxy) applyLocked(h *Host, want map[ServicePort]bool) error {
 	for sp := range want {
 		wantVIPs[sp.IP] = true
 	}
-	var cmds []string
+	// One batch per family: `ip rule` needs -4 or -6, and batch lines
+	// take no options.
+	cmds := map[string][]string{}
+	fam := func(ip netip.Addr) string {
+		if ip.Is4() {
+			return "-4"
+		}
+		return "-6"
+	}
 	for sp := range have {
 		if !want[sp] {
-			cmds = append(cmds, "rule del "+ruleSpec(sp))
+			cmds[fam(sp.IP)] = append(cmds[fam(sp.IP)], "rule del "+ruleSpec(sp))
 		}
 	}
 	for ip := range haveVIPs {
 		if !wantVIPs[ip] {
-			cmds = append(cmds, "route del "+routeSpec(ip))
+			cmds[fam(ip)] = append(cmds[fam(ip)], "route del "+routeSpec(ip))
 		}
 	}
 	for ip := range wantVIPs {
 		if !haveVIPs[ip] {
-			cmds = append(cmds, "route replace "+routeSpec(ip))
+			cmds[fam(ip)] = append(cmds[fam(ip)], "route replace "+routeSpec(ip))
 		}
 	}
 	for sp := range want {
 		if !have[sp] {
-			cmds = append(cmds, "rule add "+ruleSpec(sp))
+			cmds[fam(sp.IP)] = append(cmds[fam(sp.IP)], "rule add "+ruleSpec(sp))
 		}
 	}
 	if len(cmds) == 0 {
 		return nil
 	}
-	if err := ipBatch(h.Netns, cmds); err != nil {
-		return fmt.Errorf("host %q: %w", h.Name, err)
+	for family, lines := range cmds {
+		if err := ipBatch(h.Netns, family, lines); err != nil {
+			return fmt.Errorf("host %q: %w", h.Name, err)
+		}
 	}
 	p.applied[h] = want
 	p.vips[h] = wantVIPs
@@ -266,14 +276,14 @@ func routeSpec(ip netip.Addr) string {
 	return fmt.Sprintf("local %s dev lo table %d", ip, ProxyTable)
 }
 
-// ipBatch runs commands through one `ip -n NETNS -force -batch -`. With
-// -force ip goes on after a failed line and exits non-zero; lines that
+// ipBatch runs commands through one `ip -n NETNS FAMILY -force -batch -`.
+// With -force ip goes on after a failed line and exits non-zero; lines that
 // failed only because the state is already there (EEXIST, ENOENT) are
 // not errors.
-func ipBatch(netns string, cmds []string) error {
+func ipBatch(netns, family string, cmds []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := runStdin(ctx, strings.Join(cmds, "\n")+"\n", "ip", "-n", netns, "-force", "-batch", "-")
+	out, err := runStdin(ctx, strings.Join(cmds, "\n")+"\n", "ip", "-n", netns, family, "-force", "-batch", "-")
 	if err == nil {
 		return nil
 	}

@@ -324,3 +324,22 @@ func TestLabServiceProxy(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestLabNeighborProbe checks the client-side probe the failover tests time
+// answers with: it sees who answers ARP and NDP, and nothing for an address
+// nobody has.
+func TestLabNeighborProbe(t *testing.T) {
+	seg := lab.NewSegment(t, "lan")
+	a := seg.AddHost("a", netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("2001:db8::1/64"))
+	b := seg.AddHost("b", netip.MustParsePrefix("192.0.2.2/24"), netip.MustParsePrefix("2001:db8::2/64"))
+	ips := []netip.Addr{netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::2"),
+		netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("2001:db8::3")}
+	got, err := a.WhoHas(ips, 400*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Addr][]string{ips[0]: {b.MAC.String()}, ips[1]: {b.MAC.String()}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("WhoHas = %v, want %v", got, want)
+	}
+}

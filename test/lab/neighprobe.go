@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
 )
 
 // NeighborProbe asks, from a host's eth0, who has each of a set of
@@ -28,7 +31,7 @@ type NeighborProbe struct {
 	src4   netip.Addr
 	src6   netip.Addr
 	arp    *packet.Conn
-	ndp    *ndp.Conn
+	ndp    *ipv6.PacketConn // ICMPv6 (see openNDP)
 	ifi    *net.Interface
 	stop   chan struct{}
 	done   sync.WaitGroup
@@ -94,7 +97,7 @@ func (h *Host) StartNeighborProbe(ips []netip.Addr, interval time.Duration) (*Ne
 			}
 		}
 		if need6 {
-			if p.ndp, p.src6, err = ndp.Listen(ifi, ndp.LinkLocal); err != nil {
+			if p.ndp, p.src6, err = openNDP(ifi); err != nil {
 				return fmt.Errorf("opening an NDP socket: %w", err)
 			}
 		}
@@ -182,16 +185,59 @@ func (p *NeighborProbe) sendARP(ip netip.Addr) error {
 	return err
 }
 
+// openNDP opens an ICMPv6 socket on ifi's link-local address. (ndp.Conn
+// names the interface in every destination's zone, which Go resolves in
+// the calling thread's namespace, not the socket's: the lab sends from
+// threads in the root namespace, so it addresses by index instead.)
+func openNDP(ifi *net.Interface) (*ipv6.PacketConn, netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	var ll netip.Addr
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Is6() && ip.IsLinkLocalUnicast() {
+				ll = ip
+			}
+		}
+	}
+	if !ll.IsValid() {
+		return nil, ll, fmt.Errorf("%s has no IPv6 link-local address", ifi.Name)
+	}
+	ic, err := icmp.ListenPacket("ip6:ipv6-icmp", ll.WithZone(ifi.Name).String())
+	if err != nil {
+		return nil, ll, err
+	}
+	pc := ic.IPv6PacketConn()
+	for _, set := range []func() error{
+		func() error { return pc.SetHopLimit(ndp.HopLimit) },
+		func() error { return pc.SetMulticastHopLimit(ndp.HopLimit) },
+		func() error { return pc.SetChecksum(true, 2) },
+	} {
+		if err := set(); err != nil {
+			ic.Close()
+			return nil, ll, err
+		}
+	}
+	return pc, ll, nil
+}
+
 func (p *NeighborProbe) sendNS(ip netip.Addr) error {
 	group, err := ndp.SolicitedNodeMulticast(ip)
 	if err != nil {
 		return err
 	}
-	m := &ndp.NeighborSolicitation{
+	b, err := ndp.MarshalMessage(&ndp.NeighborSolicitation{
 		TargetAddress: ip,
 		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: p.srcMAC}},
+	})
+	if err != nil {
+		return err
 	}
-	return p.ndp.WriteTo(m, nil, group)
+	cm := &ipv6.ControlMessage{HopLimit: ndp.HopLimit, Src: p.src6.AsSlice(), IfIndex: p.ifi.Index}
+	_, err = p.ndp.WriteTo(b, cm, &net.IPAddr{IP: group.AsSlice(), Zone: strconv.Itoa(p.ifi.Index)})
+	return err
 }
 
 func (p *NeighborProbe) record(ip netip.Addr, mac string, at time.Time) {
@@ -241,8 +287,9 @@ func (p *NeighborProbe) readARP() {
 
 func (p *NeighborProbe) readNDP() {
 	defer p.done.Done()
+	buf := make([]byte, 2048)
 	for {
-		m, _, from, err := p.ndp.ReadFrom()
+		n, _, from, err := p.ndp.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -255,6 +302,10 @@ func (p *NeighborProbe) readNDP() {
 			}
 		}
 		at := time.Now()
+		m, err := ndp.ParseMessage(buf[:n])
+		if err != nil {
+			continue
+		}
 		na, ok := m.(*ndp.NeighborAdvertisement)
 		// Solicited: an answer to a question (ours: we are the only
 		// asker in the lab); unsolicited NA is an announcement.

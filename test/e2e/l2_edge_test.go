@@ -17,11 +17,9 @@ import (
 // The rows run on TestL2Faults' lab (see edgeRows).
 
 // edgeRows runs issue 12's rows on l, whose Service ip has a settled owner.
-func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, binds bool) {
+func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind agentKind) {
 	t.Run("edge: a crashed owner is replaced within a second with the API server unreachable", func(t *testing.T) {
-		if binds {
-			t.Skip("this agent binds the owner's VIPs (before DESIGN decision 4 v2): it waits for a Lease it cannot read to take over")
-		}
+		kind.needModel(t)
 		p := l.neighborProbe(t, ip)
 		for i := range 3 {
 			r := l.edgeCrashTrial(ctx, t, ip, p)
@@ -32,9 +30,7 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, binds 
 	})
 
 	t.Run("edge: nothing new is decided without the API server", func(t *testing.T) {
-		if binds {
-			t.Skip("this agent binds the owner's VIPs (before DESIGN decision 4 v2)")
-		}
+		kind.needModel(t)
 		owner := l.settledOwner(ctx, t, ip)
 		outage := l.cutAllFromAPI(t)
 		// The CCM still reaches the API server and gives the new Service
@@ -55,9 +51,7 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, binds 
 	})
 
 	t.Run("edge: an agent restarted during the outage changes nothing", func(t *testing.T) {
-		if binds {
-			t.Skip("this agent binds the owner's VIPs (before DESIGN decision 4 v2)")
-		}
+		kind.needModel(t)
 		owner := l.settledOwner(ctx, t, ip)
 		var other *l2Node
 		for _, nd := range l.nodes {
@@ -200,9 +194,7 @@ func TestL2EdgeBench(t *testing.T) {
 	l := newL2Lab(t, 3)
 	ip := l.createService(ctx, "edge-bench")
 	l.settledOwner(ctx, t, ip)
-	if l.bindsVIP(ctx, t, ip) {
-		t.Skip("this agent binds the owner's VIPs (before DESIGN decision 4 v2): it waits for a Lease it cannot read to take over")
-	}
+	l.agentKind(ctx, t, ip).needModel(t)
 	p := l.neighborProbe(t, ip)
 	var took []time.Duration
 	for i := range trials {

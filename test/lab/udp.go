@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,9 +27,10 @@ type UDPDatagram struct {
 // UDPCapture records the IPv4 UDP datagrams from or to one port that cross
 // a host's eth0, in both directions.
 type UDPCapture struct {
-	conn *packet.Conn
-	port uint16
-	done chan struct{}
+	conn   *packet.Conn
+	port   uint16
+	done   chan struct{}
+	closed atomic.Bool
 
 	mu   sync.Mutex
 	seen []UDPDatagram
@@ -62,7 +65,8 @@ func (c *UDPCapture) read() {
 	for {
 		n, _, err := c.conn.ReadFrom(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			// A closed socket says so in more than one way.
+			if c.closed.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			continue
@@ -85,6 +89,7 @@ func (c *UDPCapture) Seen() []UDPDatagram {
 
 // Stop ends the capture and returns everything captured.
 func (c *UDPCapture) Stop() []UDPDatagram {
+	c.closed.Store(true)
 	c.conn.Close()
 	<-c.done
 	return c.Seen()

@@ -20,7 +20,9 @@ func NewTestEnv(t testing.TB) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	if keep := os.Getenv("LAB_LOG_DIR"); keep != "" {
-		dir = filepath.Join(keep, fmt.Sprintf("%s-%d", unsafePath.ReplaceAllString(t.Name(), "_"), nameSeq.Add(1)))
+		// The pid keeps runs apart: a second run must not find the first
+		// one's etcd data.
+		dir = filepath.Join(keep, fmt.Sprintf("%s-%d-%d", unsafePath.ReplaceAllString(t.Name(), "_"), os.Getpid(), nameSeq.Add(1)))
 	}
 	e, err := New(dir)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -610,4 +611,27 @@ func TestClaimedMACIsKept(t *testing.T) {
 	deliver(c, ns(t, clientIP6, netip.MustParseAddr("2001:db8::999"))) // overwrites the buffer
 	h.step(handoverGrace)
 	eq(t, "changes", h.takeChanges(), []string{"Withdrawn 2001:db8::240 eth0 " + agentMAC.String()})
+}
+
+// A read error (the link went down) pauses the reader; it does not end it.
+func TestReaderSurvivesReadErrors(t *testing.T) {
+	// No refresh and a burst of one: after own() the loop has no timer, so
+	// the clock's only waiter is the paused reader.
+	h := newHarness(t, func(o *Options) { o.GARPInterval, o.BurstCount = 0, 1 })
+	c := h.own()
+	if h.clock.HasWaiters() {
+		t.Fatal("a timer is waiting before the read error")
+	}
+	failed := make(chan struct{})
+	go func() {
+		c.in <- delivery{err: errors.New("recvfrom: network is down"), done: failed}
+	}()
+	// The reader waits readRetry on the clock before reading again.
+	for !h.clock.HasWaiters() {
+		runtime.Gosched()
+	}
+	h.clock.Step(readRetry)
+	<-failed
+	deliver(c, whoHas(t, vip4))
+	eq(t, "answer after the error", arpSummary(t, c.take()), []string{answer4})
 }

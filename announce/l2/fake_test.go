@@ -29,6 +29,7 @@ type fakeConn struct {
 
 type delivery struct {
 	frame []byte
+	err   error // returned by ReadFrame instead of a frame
 	done  chan struct{}
 }
 
@@ -51,6 +52,9 @@ func (c *fakeConn) ReadFrame(b []byte) (int, error) {
 		c.mu.Lock()
 		c.pending = d.done
 		c.mu.Unlock()
+		if d.err != nil {
+			return 0, d.err
+		}
 		return n, nil
 	case <-c.closed:
 		return 0, fmt.Errorf("read: %w", net.ErrClosed)

@@ -3,6 +3,7 @@
 //
 //	baremetal-config validate [--strict] FILE...   ("-" reads standard input)
 //	baremetal-config convert [-o FILE] INPUT...
+//	baremetal-config status [--kubeconfig FILE] [--context C] [-n NS] [-o json]
 //
 // validate uses the loader of the cloud-controller-manager and the node
 // agent, so a file it accepts is a file they accept. It prints "FILE: ok" on
@@ -13,6 +14,9 @@
 // with one or more YAML documents, "-" for standard input), writes the
 // equivalent cloud-config to standard output or -o FILE, and lists on
 // standard error everything it did not carry over or changed.
+//
+// status shows every LoadBalancer Service with its pool, mode and the nodes
+// that announce it, computed by the agents' planner; it writes nothing.
 package main
 
 import (
@@ -89,6 +93,6 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCommand(), newConvertCommand())
+	root.AddCommand(newValidateCommand(), newConvertCommand(), newStatusCommand())
 	return root
 }

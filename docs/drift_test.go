@@ -17,8 +17,8 @@ func TestReferenceIsComplete(t *testing.T) {
 	annotations := sourceMatches(t, `annotationPrefix \+ "([a-z-]+)"`, "../announce")
 	for _, tt := range []struct {
 		what, page, format string
-		names          []string
-		atLeast        int
+		names              []string
+		atLeast            int
 	}{
 		{"metric", "metrics-and-events.md", "`%s`", metrics, 15},
 		{"agent flag", "install.md", "`--%s`", flags, 8},

@@ -76,9 +76,51 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind a
 		if other.agent.Exited() {
 			t.Errorf("%s's agent, restarted without the API server, exited instead of waiting for it:\n%s", other.name, other.agent.Logs())
 		}
+		expectSilentForLackOfView(t, other)
 		outage.end()
 		l.waitOwner(ctx, ip, 20*time.Second, owner)
 	})
+
+	t.Run("edge: the owner's agent restarted during the outage stays silent and its successor takes over", func(t *testing.T) {
+		kind.needModel(t)
+		owner := l.settledOwner(ctx, t, ip)
+		nd := l.node(owner)
+		p := l.neighborProbe(t, ip)
+		outage := l.cutAllFromAPI(t)
+		killed := time.Now()
+		if err := nd.agent.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		l.startAgent(nd)
+		// The restarted agent has nothing to act on: it answers for
+		// nothing, so the successor finds the owner silent and takes over.
+		a, err := l.waitAnswer(ctx, p, ip, killed, nd.host.MAC.String(), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := a.At.Add(time.Second)
+		l.observe(settled.Add(5 * time.Second))
+		rest := p.Summarize(ip, settled, time.Time{})
+		t.Logf("%s answered %s after %s's agent was restarted without the API server; then: %s",
+			l.nodeByMAC(a.MAC), a.At.Sub(killed).Round(time.Millisecond), owner, rest)
+		if len(rest.Answered) != 1 || rest.Answered[nd.host.MAC.String()] > 0 || rest.LongestGap > answerSlack {
+			t.Errorf("after %s's agent restarted during the outage: %s; want exactly one other node answering", owner, rest)
+		}
+		expectSilentForLackOfView(t, nd)
+		outage.end()
+		l.waitOwner(ctx, ip, 20*time.Second, owner)
+	})
+}
+
+// expectSilentForLackOfView checks that nd's agent, started while the API
+// server was unreachable, says in its log that it announces nothing until
+// it has listed what it needs (the behaviour the agent defines for a
+// restart during an outage; docs/edge.md).
+func expectSilentForLackOfView(t *testing.T, nd *l2Node) {
+	t.Helper()
+	if lines := logLines(nd.agent, "Not announcing anything"); len(lines) == 0 {
+		t.Errorf("%s's agent, restarted without the API server, did not log why it announces nothing:\n%s", nd.name, nd.agent.Logs())
+	}
 }
 
 // edgeTrial is one crash of a VIP's owner with the API server unreachable

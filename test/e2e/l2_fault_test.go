@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
@@ -277,7 +278,7 @@ func TestL2Faults(t *testing.T) {
 
 // heartbeatKeySecret is where the agents of issue 8's ownership model keep
 // their shared heartbeat key (created by the first agent when missing).
-const heartbeatKeySecret = "baremetal-node-agent-heartbeat"
+const heartbeatKeySecret = announce.HeartbeatSecretName
 
 // agentKind is what the agents under test implement, read from what they
 // do, so that a row needing a later agent is skipped, saying what it

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,14 +32,19 @@ const (
 
 // TestL2Fleet runs 20 real agents on one segment with one layer-2 pool and
 // 10 VIPs, and reads the API server's own counters over a steady 30 s:
-// Lease writes (apiserver_request_total, resource leases, verb UPDATE or
-// PATCH) and Lease watch events sent (apiserver_watch_events_total,
+// Lease writes (apiserver_request_total, resource leases, verb POST, PUT,
+// PATCH or APPLY) and Lease watch events sent (apiserver_watch_events_total,
 // resource leases). Then a crash of one VIP's owner must still fail over
 // within a second.
 func TestL2Fleet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	l := newL2Lab(t, fleetNodes)
+	// The agents' own defaults: the lab's other tests shorten the Lease
+	// for speed, which is not what a fleet runs with.
+	l := newL2LabWith(t, fleetNodes, `pools:
+  - name: lan
+    addresses: [192.0.2.128-192.0.2.254]
+`)
 	// Agents before issue 8's model renew their Lease every second and
 	// watch every agent's: the cost this test bounds.
 	l.agentKind(ctx, t, netip.Addr{}).needModel(t)
@@ -87,7 +93,7 @@ func TestL2Fleet(t *testing.T) {
 // apiCounterValues are the API server's own counters that the fleet's
 // cost is read from.
 type apiCounterValues struct {
-	leaseWrites      float64 // apiserver_request_total{resource="leases",verb=~"UPDATE|PATCH"}
+	leaseWrites      float64 // apiserver_request_total{resource="leases",verb=~"POST|PUT|PATCH|APPLY"}
 	leaseWatchEvents float64 // apiserver_watch_events_total{resource="leases"}
 }
 
@@ -115,7 +121,9 @@ func parseAPICounters(text string) (apiCounterValues, error) {
 		switch name {
 		case "apiserver_request_total":
 			seenRequests = true
-			if labels["resource"] == "leases" && (labels["verb"] == "UPDATE" || labels["verb"] == "PATCH") {
+			// The verb label is the HTTP method (APPLY for a server-side
+			// apply PATCH).
+			if labels["resource"] == "leases" && slices.Contains([]string{"POST", "PUT", "PATCH", "APPLY"}, labels["verb"]) {
 				v.leaseWrites += value
 			}
 		case "apiserver_watch_events_total":
@@ -167,11 +175,12 @@ func splitSample(line string) (name string, labels map[string]string, value floa
 func TestParseAPICounters(t *testing.T) {
 	text := `# HELP apiserver_request_total [STABLE] Counter of apiserver requests
 # TYPE apiserver_request_total counter
-apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="UPDATE",version="v1"} 120
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 120
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PATCH",version="v1"} 3
-apiserver_request_total{code="409",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="UPDATE",version="v1"} 2
+apiserver_request_total{code="409",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 2
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="POST",version="v1"} 20
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="namespace",subresource="",verb="LIST",version="v1"} 40
-apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="services",scope="resource",subresource="",verb="UPDATE",version="v1"} 7
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="services",scope="resource",subresource="",verb="PUT",version="v1"} 7
 apiserver_watch_events_total{group="coordination.k8s.io",resource="leases",version="v1"} 2400
 apiserver_watch_events_total{group="",resource="services",version="v1"} 99
 `
@@ -179,7 +188,7 @@ apiserver_watch_events_total{group="",resource="services",version="v1"} 99
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (apiCounterValues{leaseWrites: 125, leaseWatchEvents: 2400}); got != want {
+	if want := (apiCounterValues{leaseWrites: 145, leaseWatchEvents: 2400}); got != want {
 		t.Errorf("parseAPICounters = %+v, want %+v", got, want)
 	}
 	if _, err := parseAPICounters("# nothing here\n"); err == nil {

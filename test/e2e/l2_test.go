@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
@@ -177,7 +178,7 @@ func TestL2(t *testing.T) {
 	t.Run("an address another host uses is not announced", func(t *testing.T) {
 		intruder := l.seg.AddHost("intruder", netip.MustParsePrefix("192.0.2.250/24"))
 		ip := l.createService(ctx, "conflict", withIP("192.0.2.250"))
-		msg := waitEvent(ctx, t, l, "conflict", "AddressConflict", intruder.MAC.String())
+		msg := waitEvent(ctx, t, l, "conflict", apicontract.ReasonAnnounceConflict, intruder.MAC.String())
 		t.Logf("event: %s", msg)
 		if macs := l.arping(ctx, ip); len(macs) != 1 || macs[0] != intruder.MAC.String() {
 			t.Errorf("arping %s answered by %v, want only the intruder %s", ip, macs, intruder.MAC)
@@ -187,7 +188,7 @@ func TestL2(t *testing.T) {
 	t.Run("IPv6: an address another host uses is not announced", func(t *testing.T) {
 		intruder := l.seg.AddHost("intruder6", netip.MustParsePrefix("2001:db8::1:ff/64"))
 		ip := l.createService(ctx, "conflict6", withIPv6, withIP("2001:db8::1:ff"))
-		msg := waitEvent(ctx, t, l, "conflict6", "AddressConflict", intruder.MAC.String())
+		msg := waitEvent(ctx, t, l, "conflict6", apicontract.ReasonAnnounceConflict, intruder.MAC.String())
 		t.Logf("event: %s", msg)
 		a, err := l.answering(ip)
 		if err != nil {

@@ -77,6 +77,7 @@ func TestL2FailoverBench(t *testing.T) {
 			t.Fatalf("crash trial %d: %v", i, err)
 		}
 		crashAnswer = append(crashAnswer, a.At.Sub(start))
+		t.Logf("crash trial %d: %s answered %s after the crash of %s", i, l.nodeByMAC(a.MAC), a.At.Sub(start).Round(time.Millisecond), owner)
 		if err := nd.host.SetLink(true); err != nil {
 			t.Fatal(err)
 		}

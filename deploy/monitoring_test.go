@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
@@ -214,6 +215,117 @@ func TestDocumentedAlertsAreShipped(t *testing.T) {
 	for _, d := range documented {
 		if shipped[d.Alert] != strings.TrimSpace(d.Expr) {
 			t.Errorf("documented alert %s: expr %q, the component's %q", d.Alert, d.Expr, shipped[d.Alert])
+		}
+	}
+}
+
+// alertRule is one alert of the component, with the text it shows.
+type alertRule struct {
+	name, expr, text string
+}
+
+// componentAlerts returns the alerts of the monitoring component.
+func componentAlerts(t *testing.T) []alertRule {
+	t.Helper()
+	objs, err := Read(monitoringDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := index(t, objs)[key{"PrometheusRule", "kube-system", "cloud-provider-baremetal"}]
+	if rule == nil {
+		t.Fatal("no PrometheusRule kube-system/cloud-provider-baremetal")
+	}
+	var out []alertRule
+	groups, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+	for _, g := range groups {
+		rules, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+		for _, r := range rules {
+			r := r.(map[string]any)
+			a := alertRule{}
+			a.name, _ = r["alert"].(string)
+			a.expr, _ = r["expr"].(string)
+			ann, _ := r["annotations"].(map[string]any)
+			for _, k := range []string{"summary", "description"} {
+				s, _ := ann[k].(string)
+				a.text += s + "\n"
+			}
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// TestAlertsCompareAgentsWithThemselves: baremetal_live_agents counts the
+// agents of one node's layer-2 pools, so nodes of different pools rightly
+// differ; an alert that aggregates it across agents (min, max, avg, ...
+// without "by (node)") fires on a healthy cluster.
+func TestAlertsCompareAgentsWithThemselves(t *testing.T) {
+	across := regexp.MustCompile(`\b(min|max|avg|sum|count|stddev|quantile)\s*(\(|without)`)
+	var uses int
+	for _, a := range componentAlerts(t) {
+		if !strings.Contains(a.expr, "baremetal_live_agents") {
+			continue
+		}
+		uses++
+		if across.MatchString(a.expr) && !regexp.MustCompile(`by\s*\(\s*node\s*\)`).MatchString(a.expr) {
+			t.Errorf("alert %s aggregates baremetal_live_agents across agents: %s", a.name, a.expr)
+		}
+	}
+	if uses == 0 {
+		t.Error("no alert watches baremetal_live_agents (agents of a node's pools going missing)")
+	}
+}
+
+// TestAlertsNameTheirEvent: the agent's ARP/NDP conflict is the event
+// AnnounceConflict; AddressConflict is the CCM's (two Services' statuses).
+func TestAlertsNameTheirEvent(t *testing.T) {
+	var found bool
+	for _, a := range componentAlerts(t) {
+		if !strings.Contains(a.expr, "baremetal_probe_conflicts_total") {
+			continue
+		}
+		found = true
+		if want := "reason=" + apicontract.ReasonAnnounceConflict; !strings.Contains(a.text, want) {
+			t.Errorf("alert %s counts the agent's conflicts but its text does not name %s:\n%s", a.name, want, a.text)
+		}
+		if strings.Contains(a.text, apicontract.ReasonAddressConflict) && !strings.Contains(a.text, apicontract.ReasonAnnounceConflict) || strings.Contains(a.name, apicontract.ReasonAddressConflict) {
+			t.Errorf("alert %s names the CCM's %s for the agent's conflict", a.name, apicontract.ReasonAddressConflict)
+		}
+	}
+	if !found {
+		t.Error("no alert on baremetal_probe_conflicts_total")
+	}
+}
+
+// TestAlertJobsAreScraped: an alert on up{job="X"} names a job the
+// component's ServiceMonitors create; the Prometheus Operator names a job
+// after the Service it scrapes unless the ServiceMonitor sets jobLabel.
+func TestAlertJobsAreScraped(t *testing.T) {
+	objs, err := Read(monitoringDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := map[string]bool{}
+	for _, sm := range objs {
+		if sm.GetKind() != "ServiceMonitor" {
+			continue
+		}
+		if jl, _, _ := unstructured.NestedString(sm.Object, "spec", "jobLabel"); jl != "" {
+			t.Fatalf("ServiceMonitor %s sets jobLabel; this test assumes jobs named after Services", describe(sm))
+		}
+		sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+		for _, o := range objs {
+			if o.GetKind() == "Service" && o.GetNamespace() == sm.GetNamespace() && labels.SelectorFromSet(sel).Matches(labels.Set(o.GetLabels())) {
+				jobs[o.GetName()] = true
+			}
+		}
+	}
+	re := regexp.MustCompile(`\bup\{[^}]*job="([^"]+)"`)
+	for _, a := range componentAlerts(t) {
+		for _, m := range re.FindAllStringSubmatch(a.expr, -1) {
+			if !jobs[m[1]] {
+				t.Errorf("alert %s watches job %q; the ServiceMonitors scrape %v", a.name, m[1], jobs)
+			}
 		}
 	}
 }

@@ -27,8 +27,8 @@ func TestDocCommandsInLab(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			c := lab.StartCluster(context.Background(), t)
 			r := newRunner(t, bin, "KUBECONFIG="+c.AdminKubeconfig)
+			r.runAll(t, cmds)
 			for _, cmd := range cmds {
-				r.run(t, cmd)
 				if cmd.lab {
 					labCommands++
 				}

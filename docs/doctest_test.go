@@ -8,7 +8,8 @@
 // (go test -tags lab ./docs, root). In a block, "$ " starts a command
 // (a trailing backslash continues it on the next line) and the lines after
 // it, if any, are its expected output (stdout and stderr, exactly, trailing
-// spaces aside). Every command must succeed. The blocks of one page run in
+// spaces aside). Every command must succeed, unless the next one is
+// "echo $?", whose output is then the exit status the page expects. The blocks of one page run in
 // order in one scratch directory where deploy/ and docs/ are the
 // repository's, with EDITOR=true.
 package docs
@@ -17,6 +18,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -184,28 +186,61 @@ func newRunner(t *testing.T, bin string, extraEnv ...string) *runner {
 	return &runner{dir: dir, env: append(env, extraEnv...)}
 }
 
-// run runs c and reports a failure or an output other than the page's.
-func (r *runner) run(t *testing.T, c command) {
+// statusCommand, right after a command, shows its exit status: the one way
+// a page shows a command that fails on purpose (`baremetal-config validate`
+// on a bad file). Each command runs in a shell of its own, so the runner
+// answers it.
+const statusCommand = "echo $?"
+
+// runAll runs cmds in order and reports every failure, or output other
+// than the page's.
+func (r *runner) runAll(t *testing.T, cmds []command) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", c.text)
-	cmd.Dir, cmd.Env = r.dir, r.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Errorf("%s:%d: `%s` failed: %v\n%s", c.file, c.line, c.text, err, out)
-		return
+	for _, err := range r.check(cmds) {
+		t.Error(err)
 	}
-	if c.output == "" {
-		return
+}
+
+// check runs cmds in order and returns what differs from the pages: a
+// command that fails (unless the page shows its status with "echo $?"
+// next), or prints other than the page shows.
+func (r *runner) check(cmds []command) []error {
+	var errs []error
+	for i := 0; i < len(cmds); i++ {
+		c := cmds[i]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", c.text)
+		cmd.Dir, cmd.Env = r.dir, r.env
+		out, err := cmd.CombinedOutput()
+		cancel()
+		var exit *exec.ExitError
+		status := i+1 < len(cmds) && cmds[i+1].text == statusCommand && cmds[i+1].file == c.file
+		switch {
+		case err != nil && !(status && errors.As(err, &exit)):
+			errs = append(errs, fmt.Errorf("%s:%d: `%s` failed: %v\n%s", c.file, c.line, c.text, err, out))
+			continue
+		case status:
+			code := 0
+			if exit != nil {
+				code = exit.ExitCode()
+			}
+			if next := cmds[i+1]; next.output != fmt.Sprintf("%d\n", code) {
+				errs = append(errs, fmt.Errorf("%s:%d: `%s` exited with status %d; the page shows %q", next.file, next.line, c.text, code, strings.TrimSpace(next.output)))
+			}
+			i++
+		}
+		if c.output == "" {
+			continue
+		}
+		var got strings.Builder
+		for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			got.WriteString(strings.TrimRight(l, " \t") + "\n")
+		}
+		if got.String() != c.output {
+			errs = append(errs, fmt.Errorf("%s:%d: `%s` printed\n%s\nthe page shows\n%s", c.file, c.line, c.text, got.String(), c.output))
+		}
 	}
-	var got strings.Builder
-	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		got.WriteString(strings.TrimRight(l, " \t") + "\n")
-	}
-	if got.String() != c.output {
-		t.Errorf("%s:%d: `%s` printed\n%s\nthe page shows\n%s", c.file, c.line, c.text, got.String(), c.output)
-	}
+	return errs
 }
 
 // TestDocCommands runs the doctest blocks of every page (the doctest-lab
@@ -217,12 +252,9 @@ func TestDocCommands(t *testing.T) {
 	for file, cmds := range all {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			r := newRunner(t, bin)
-			for _, c := range cmds {
-				if !c.lab {
-					r.run(t, c)
-					total++
-				}
-			}
+			offline := slices.DeleteFunc(slices.Clone(cmds), func(c command) bool { return c.lab })
+			r.runAll(t, offline)
+			total += len(offline)
 		})
 	}
 	// A floor, so that losing the marks (or the parser) cannot pass silently.

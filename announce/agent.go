@@ -192,6 +192,7 @@ func New(opts Options) (*Agent, error) {
 			self, _ := a.selfNode()
 			o := speakerOptions(a.cfg.Load(), a.node, self)
 			o.Logger = a.log.WithName("bgp")
+			o.OnEvent = a.onBGPEvent
 			return o
 		}}
 	}

@@ -79,8 +79,9 @@ func (f *fakeL2) called(call string) bool {
 }
 
 type fakeBGP struct {
-	mu  sync.Mutex
-	ads [][]BGPAdvertisement
+	mu    sync.Mutex
+	ads   [][]BGPAdvertisement
+	calls []string // Stop, Detach
 }
 
 func (f *fakeBGP) Apply(_ context.Context, _ []config.Peer, ads []BGPAdvertisement) error {
@@ -89,8 +90,19 @@ func (f *fakeBGP) Apply(_ context.Context, _ []config.Peer, ads []BGPAdvertiseme
 	f.ads = append(f.ads, ads)
 	return nil
 }
-func (f *fakeBGP) Peers() []bgp.PeerStatus    { return nil }
-func (f *fakeBGP) Stop(context.Context) error { return nil }
+func (f *fakeBGP) Peers() []bgp.PeerStatus { return nil }
+func (f *fakeBGP) Stop(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "Stop")
+	return nil
+}
+func (f *fakeBGP) Detach(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "Detach")
+	return nil
+}
 
 // silentConn is a heartbeat socket on which nothing ever arrives.
 type silentConn struct{ closed chan struct{} }

@@ -145,7 +145,7 @@ func (a *Agent) shutdown(ctx context.Context) {
 		}
 		cancel()
 	}
-	if err := a.bgp.Stop(ctx); err != nil {
+	if err := a.leaveBGP(ctx); err != nil {
 		a.log.Error(err, "Stopping the BGP speaker failed")
 	}
 	a.bgpApplied = nil

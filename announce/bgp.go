@@ -1,8 +1,13 @@
 package announce
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"slices"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
@@ -39,7 +44,11 @@ func peersFor(cfg *config.Config, self NodeView) []config.Peer {
 }
 
 // advertisements turns the plan's VIPs into paths: one per prefix after
-// aggregation.
+// aggregation. With the pool's weightByEndpoints, a VIP that an
+// externalTrafficPolicy: Local Service uses carries this node's ready
+// endpoints as its weight (an aggregate, the sum over its VIPs); Cluster
+// VIPs carry none, since the service proxy spreads their traffic over every
+// endpoint whichever node it reaches, so equal ECMP is already fair.
 func advertisements(vips []BGPAdvertisement) []bgp.Advertisement {
 	byPrefix := map[netip.Prefix]int{}
 	var out []bgp.Advertisement
@@ -59,17 +68,95 @@ func advertisements(vips []BGPAdvertisement) []bgp.Advertisement {
 				}
 			}
 			ad.LocalPref = pb.LocalPref
+			if pb.WeightByEndpoints && v.Local && v.LocalEndpoints > 0 {
+				ad.Weight = uint32(v.LocalEndpoints)
+			}
 		}
 		ad.Prefix = netip.PrefixFrom(v.VIP, bits).Masked()
 		if i, dup := byPrefix[ad.Prefix]; dup {
-			out[i].Addrs = append(out[i].Addrs, v.VIP)
+			out[i].Weight += ad.Weight
 			continue
 		}
-		ad.Addrs = []netip.Addr{v.VIP}
 		ad.Peers = v.Peers
 		byPrefix[ad.Prefix] = len(out)
 		out = append(out, ad)
 	}
 	slices.SortFunc(out, func(x, y bgp.Advertisement) int { return x.Prefix.Addr().Compare(y.Prefix.Addr()) })
 	return out
+}
+
+// Reasons of the Node events about BGP peers. Peer errors use the cause as
+// reason (bgp.Cause: MD5Mismatch, BadPeerAS, ConnectionRefused, ...).
+const (
+	ReasonBGPSessionUp   = "BGPSessionUp"
+	ReasonBGPSessionDown = "BGPSessionDown"
+	ReasonBFDUp          = "BFDUp"
+	ReasonBFDDown        = "BFDDown"
+)
+
+// onBGPEvent records a peer's change as an event on this agent's Node,
+// where an operator looking at the node finds it: Warning for errors and
+// downs, naming the peer, its address and the likely cause.
+func (a *Agent) onBGPEvent(ev bgp.Event) {
+	if a.recorder == nil {
+		return
+	}
+	typ, reason, msg := bgpEventText(ev)
+	if reason == "" {
+		return
+	}
+	a.recorder.Event(&v1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: a.node, UID: types.UID(a.node)}, typ, reason, msg)
+}
+
+// bgpEventText is the event for ev; an empty reason means none.
+func bgpEventText(ev bgp.Event) (typ, reason, msg string) {
+	peer := fmt.Sprintf("BGP peer %q (%s)", ev.Peer, ev.Address)
+	why := ""
+	if ev.Error != nil {
+		why = ": " + ev.Error.Message
+	}
+	switch ev.Kind {
+	case bgp.EventSessionUp:
+		return v1.EventTypeNormal, ReasonBGPSessionUp, fmt.Sprintf("The session with %s is established", peer)
+	case bgp.EventSessionDown:
+		return v1.EventTypeWarning, ReasonBGPSessionDown, fmt.Sprintf("The session with %s went down%s", peer, why)
+	case bgp.EventBFDUp:
+		msg := fmt.Sprintf("BFD with %s is up", peer)
+		if b := ev.BFD; b != nil {
+			msg += fmt.Sprintf(" (transmit every %s, detection time %s)", b.TxInterval, b.DetectionTime)
+		}
+		return v1.EventTypeNormal, ReasonBFDUp, msg
+	case bgp.EventBFDDown:
+		msg := fmt.Sprintf("BFD with %s is down", peer)
+		if b := ev.BFD; b != nil {
+			msg += fmt.Sprintf(" (%s)", b.Diag)
+		}
+		return v1.EventTypeWarning, ReasonBFDDown, msg + "; its BGP session is shut until BFD is up again" + why
+	case bgp.EventPeerError:
+		if ev.Error == nil {
+			return "", "", ""
+		}
+		return v1.EventTypeWarning, string(ev.Error.Cause), fmt.Sprintf("%s: %s", peer, ev.Error.Message)
+	}
+	return "", "", ""
+}
+
+// bgpRestarts decides, at shutdown, whether this agent is restarting (a
+// DaemonSet rollout, a plain SIGTERM: it comes back on this node) or the
+// node is leaving (cordoned, drained, tainted ToBeDeletedByClusterAutoscaler,
+// excluded from load balancers, or deleted: its Node is gone). A restart
+// keeps the paths with graceful-restart peers; a removal withdraws them.
+func bgpRestarts(self NodeView, known bool) bool {
+	return known && !self.Draining && !self.Excluded
+}
+
+// leaveBGP ends this agent's BGP on shutdown, by bgpRestarts's rule.
+func (a *Agent) leaveBGP(ctx context.Context) error {
+	self, known := a.selfNode()
+	if bgpRestarts(self, known) {
+		a.log.Info("Restarting, not leaving: keeping the paths with graceful-restart BGP peers")
+		return a.bgp.Detach(ctx)
+	}
+	a.log.Info("The node is leaving (cordoned, drained, excluded or deleted): withdrawing every BGP path")
+	return a.bgp.Stop(ctx)
 }

@@ -95,6 +95,9 @@ type BGPAdvertisement struct {
 	// LocalEndpoints are this node's ready endpoints for the VIP, for
 	// weighting ECMP (pool bgp.weightByEndpoints).
 	LocalEndpoints int
+	// Local is set when an externalTrafficPolicy: Local Service uses the
+	// VIP, so traffic stays on the node it reaches (weights apply).
+	Local bool
 }
 
 // ProbeRequest asks the agent to probe a VIP on an interface.
@@ -307,7 +310,7 @@ func (in PlanInput) bgpAdvertisement(v *VIPView, self NodeView, hasSelf bool) (B
 	if len(peers) == 0 {
 		return BGPAdvertisement{}, false
 	}
-	return BGPAdvertisement{VIP: v.IP, Pool: v.Pool, Peers: peers, LocalEndpoints: v.Endpoints[in.Self]}, true
+	return BGPAdvertisement{VIP: v.IP, Pool: v.Pool, Peers: peers, LocalEndpoints: v.Endpoints[in.Self], Local: v.LocalNodes != nil}, true
 }
 
 func (p *Plan) next(t time.Time) {

@@ -36,8 +36,12 @@ type BGPPlane interface {
 	Apply(ctx context.Context, peers []config.Peer, ads []BGPAdvertisement) error
 	// Peers reports the sessions, for metrics.
 	Peers() []bgp.PeerStatus
-	// Stop withdraws every path and closes the sessions.
+	// Stop withdraws every path and closes the sessions (the node leaves).
 	Stop(ctx context.Context) error
+	// Detach readies for a restart of the agent: paths stay with
+	// graceful-restart peers (withdrawn from the others), and the next
+	// process announces restarting mode.
+	Detach(ctx context.Context) error
 }
 
 // speakerPlane is the BGPPlane over an embedded announce/bgp speaker,
@@ -79,4 +83,11 @@ func (p *speakerPlane) Stop(ctx context.Context) error {
 		return nil
 	}
 	return p.speaker.Stop(ctx)
+}
+
+func (p *speakerPlane) Detach(ctx context.Context) error {
+	if p.speaker == nil {
+		return nil
+	}
+	return p.speaker.Detach(ctx)
 }

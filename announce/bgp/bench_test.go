@@ -16,7 +16,7 @@ func BenchmarkSetAdvertisements1000(b *testing.B) {
 	s, err := New(context.Background(), Options{
 		ASN: testASN, RouterID: netip.MustParseAddr("198.51.100.11"),
 		NextHop4: netip.MustParseAddr("198.51.100.11"), NextHop6: netip.MustParseAddr("2001:db8:100::11"),
-		Logger: logr.Discard(), NoBind: true, ConnectRetry: time.Second,
+		Logger: logr.Discard(), ConnectRetry: time.Second,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -23,7 +23,7 @@ func eventSpeaker(t *testing.T, mod func(*Options)) (*Speaker, chan Event) {
 	opts := Options{
 		NodeName: "n1", ASN: testASN, RouterID: netip.MustParseAddr("198.51.100.11"),
 		NextHop4: netip.MustParseAddr("198.51.100.11"), NextHop6: netip.MustParseAddr("2001:db8:100::11"),
-		Logger: klog.Background(), NoBind: true, ConnectRetry: time.Second,
+		Logger: klog.Background(), ConnectRetry: time.Second,
 		OnEvent: func(e Event) { events <- e },
 	}
 	if mod != nil {

@@ -47,7 +47,6 @@ func (e *pathEntry) equalButWeight(o *pathEntry) bool {
 	return a.Prefix == b.Prefix &&
 		slices.Equal(a.Peers, b.Peers) &&
 		slices.Equal(a.Communities, b.Communities) &&
-		slices.Equal(a.Addrs, b.Addrs) &&
 		((a.LocalPref == nil && b.LocalPref == nil) || (a.LocalPref != nil && b.LocalPref != nil && *a.LocalPref == *b.LocalPref))
 }
 
@@ -92,15 +91,6 @@ func normalize(ad Advertisement) (Advertisement, error) {
 	}
 	ad.Peers = sortedUnique(ad.Peers, cmp.Compare[string])
 	ad.Communities = sortedUnique(ad.Communities, compareCommunities)
-	if len(ad.Addrs) == 0 && ad.Prefix.IsSingleIP() {
-		ad.Addrs = []netip.Addr{ad.Prefix.Addr()}
-	}
-	ad.Addrs = sortedUnique(ad.Addrs, func(a, b netip.Addr) int { return a.Compare(b) })
-	for _, a := range ad.Addrs {
-		if !ad.Prefix.Contains(a) {
-			return ad, fmt.Errorf("VIP %s is not inside the advertised prefix %s", a, ad.Prefix)
-		}
-	}
 	return ad, nil
 }
 

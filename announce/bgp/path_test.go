@@ -23,14 +23,13 @@ func community(t *testing.T, s string) config.Community {
 }
 
 func TestNormalize(t *testing.T) {
-	vip := netip.MustParseAddr("192.0.2.10")
 	tests := []struct {
 		name    string
 		in      Advertisement
 		want    Advertisement
 		wantErr string
 	}{{
-		name: "host route binds its own address; lists sorted and deduplicated",
+		name: "lists sorted and deduplicated",
 		in: Advertisement{
 			Prefix:      netip.MustParsePrefix("192.0.2.10/32"),
 			Peers:       []string{"tor-b", "tor-a", "tor-b"},
@@ -40,20 +39,11 @@ func TestNormalize(t *testing.T) {
 			Prefix:      netip.MustParsePrefix("192.0.2.10/32"),
 			Peers:       []string{"tor-a", "tor-b"},
 			Communities: []config.Community{community(t, "65000:100"), community(t, "65000:200"), community(t, "65000:1:2")},
-			Addrs:       []netip.Addr{vip},
 		},
 	}, {
-		name: "aggregate is masked and binds nothing unless told",
+		name: "aggregate is masked",
 		in:   Advertisement{Prefix: netip.MustParsePrefix("192.0.2.10/24")},
 		want: Advertisement{Prefix: netip.MustParsePrefix("192.0.2.0/24")},
-	}, {
-		name: "aggregate binds the VIPs it is given",
-		in:   Advertisement{Prefix: netip.MustParsePrefix("2001:db8:1::/64"), Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1::2"), netip.MustParseAddr("2001:db8:1::1")}},
-		want: Advertisement{Prefix: netip.MustParsePrefix("2001:db8:1::/64"), Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1::1"), netip.MustParseAddr("2001:db8:1::2")}},
-	}, {
-		name:    "VIP outside the prefix",
-		in:      Advertisement{Prefix: netip.MustParsePrefix("192.0.2.0/28"), Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.99")}},
-		wantErr: "192.0.2.99 is not inside the advertised prefix 192.0.2.0/28",
 	}, {
 		name:    "community in the speaker's reserved space",
 		in:      Advertisement{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Communities: []config.Community{community(t, "4294967295:1:0")}},

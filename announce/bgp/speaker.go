@@ -30,12 +30,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
-
-// DefaultInterface is the link that carries the VIPs this node advertises.
-const DefaultInterface = "kube-lb0"
 
 // Options configure one node's speaker.
 type Options struct {
@@ -47,13 +43,6 @@ type Options struct {
 	NextHop6 netip.Addr
 	Logger   logr.Logger
 
-	// Interface is where advertised VIPs are bound; DefaultInterface if
-	// empty. The speaker creates it if missing (a dummy link, or a bridge
-	// with no ports where the kernel has no dummy driver) and treats every
-	// host route on it as its own.
-	Interface string
-	// NoBind leaves VIPs unbound (for tests that cannot change links).
-	NoBind bool
 	// ConnectRetry is the pause between attempts to open a session; 5s if zero.
 	ConnectRetry time.Duration
 
@@ -79,9 +68,6 @@ type Advertisement struct {
 	Peers       []string     // names from the config's bgp.peers
 	Communities []config.Community
 	LocalPref   *uint32 // sent to iBGP peers only, as BGP requires
-	// Addrs are the VIPs inside Prefix to bind on the interface. When
-	// empty, Prefix's address is bound if Prefix is a host route.
-	Addrs []netip.Addr
 	// Weight, when not 0, is sent as the link-bandwidth extended community
 	// (Weight x 1 Mbit/s) so routers that honour it balance traffic among
 	// the nodes in proportion (UCMP). The agent sets it to the node's
@@ -151,9 +137,6 @@ func New(ctx context.Context, opts Options) (*Speaker, error) {
 	if !opts.RouterID.Is4() {
 		return nil, fmt.Errorf("router ID %q is not an IPv4 address; set bgp.routerID or give the node an IPv4 InternalIP", opts.RouterID)
 	}
-	if opts.Interface == "" {
-		opts.Interface = DefaultInterface
-	}
 	if opts.ConnectRetry <= 0 {
 		opts.ConnectRetry = defaultConnectRetry
 	}
@@ -167,15 +150,6 @@ func New(ctx context.Context, opts Options) (*Speaker, error) {
 		opts.OnEvent = func(Event) {}
 	}
 	logger := opts.Logger.WithName("bgp")
-	if !opts.NoBind {
-		kind, created, err := EnsureInterface(opts.Interface)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			logger.Info("Created the VIP interface", "interface", opts.Interface, "kind", kind)
-		}
-	}
 
 	errs := newPeerErrors()
 	s := &Speaker{
@@ -316,10 +290,10 @@ func (s *Speaker) setInfo(globalAS uint32) {
 	s.infoMu.Unlock()
 }
 
-// SetAdvertisements makes the advertised paths equal to ads, as a diff, and
-// binds each advertised VIP on the interface. Paths that did not change are
-// not sent again. New VIPs are bound before they are advertised, and
-// withdrawn VIPs are unbound after they are withdrawn.
+// SetAdvertisements makes the advertised paths equal to ads, as a diff.
+// Paths that did not change are not sent again. The routes originate from
+// the speaker's RIB alone: nothing is bound on the node (DESIGN decision 6);
+// the cluster's service proxy takes the traffic that arrives for a VIP.
 func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -335,21 +309,14 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 			continue
 		}
 		if first, dup := want[e.ad.Prefix]; dup {
-			// VIPs aggregated into one prefix: one path binding them all.
-			merged, err := s.mergeAddrs(first, e)
-			if err != nil {
-				errs = append(errs, err)
-				continue
+			if !first.equal(e) {
+				errs = append(errs, fmt.Errorf("prefix %s is advertised twice with different peers or attributes (%s and %s); only the first is used", first.ad.Prefix, first.ad, e.ad))
 			}
-			e = merged
+			continue
 		}
 		want[e.ad.Prefix] = e
 	}
 
-	// Bind everything still or newly wanted, keeping what is being withdrawn.
-	if err := s.bind(unionAddrs(want, s.paths)); err != nil {
-		errs = append(errs, err)
-	}
 	for prefix, old := range s.paths {
 		if _, ok := want[prefix]; ok {
 			continue
@@ -382,9 +349,6 @@ func (s *Speaker) SetAdvertisements(ctx context.Context, ads []Advertisement) er
 	if len(s.pending) > 0 {
 		s.inbox.kick()
 	}
-	if err := s.bind(unionAddrs(s.paths, nil)); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 
@@ -415,19 +379,6 @@ func (s *Speaker) flushWeights(ctx context.Context) time.Duration {
 		delete(s.pending, prefix)
 	}
 	return next
-}
-
-// mergeAddrs joins two advertisements of one prefix that differ only in
-// the VIPs they bind.
-func (s *Speaker) mergeAddrs(a, b *pathEntry) (*pathEntry, error) {
-	probe := *b
-	probe.ad.Addrs = a.ad.Addrs
-	if !a.equal(&probe) {
-		return nil, fmt.Errorf("prefix %s is advertised twice with different peers or attributes (%s and %s); only the first is used", a.ad.Prefix, a.ad, b.ad)
-	}
-	ad := a.ad
-	ad.Addrs = append(slices.Clone(a.ad.Addrs), b.ad.Addrs...)
-	return s.desiredPath(ad)
 }
 
 // Peers reports every configured session's state, sorted by name.
@@ -482,7 +433,7 @@ func (s *Speaker) Peers() []PeerStatus {
 
 // Stop withdraws every path, waits for the withdrawals to leave (each
 // session then closes with an Administrative Shutdown notification sent
-// after them), and stops the speaker. The VIPs are unbound last.
+// after them), and stops the speaker.
 func (s *Speaker) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -499,7 +450,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 		// is administrative, not a failure.
 		err = errors.Join(err, s.bfd.Close(true))
 	}
-	return errors.Join(err, s.bind(nil))
+	return err
 }
 
 // stopLoop ends loop and waits for it; mu is held, and loop takes it, so
@@ -528,7 +479,7 @@ func (s *Speaker) beginStop(ctx context.Context) (context.Context, context.Cance
 // Detach readies the speaker for the process to exit and come back (an
 // agent restart, not a node going away). Peers without gracefulRestart get
 // every path withdrawn and their sessions closed, as with Stop. Sessions
-// with gracefulRestart peers are left open, their paths and VIPs in place:
+// with gracefulRestart peers are left open, their paths in place:
 // when the process exits, the kernel closes them without a NOTIFICATION,
 // so those routers keep the paths (marked stale, RFC 4724) until the
 // restarted speaker advertises again or the restart time (120s) passes.
@@ -648,21 +599,6 @@ func (s *Speaker) shutdownServer(ctx context.Context) {
 	s.server.Stop()
 }
 
-// bind keeps the interface's VIPs equal to addrs.
-func (s *Speaker) bind(addrs []netip.Addr) error {
-	if s.opts.NoBind {
-		return nil
-	}
-	added, removed, err := bind.Set(s.opts.Interface, addrs, func(netip.Addr) bool { return true })
-	for _, a := range added {
-		s.log.V(2).Info("Bound VIP", "vip", a, "interface", s.opts.Interface)
-	}
-	for _, a := range removed {
-		s.log.V(2).Info("Unbound VIP", "vip", a, "interface", s.opts.Interface)
-	}
-	return err
-}
-
 // Announced reports, for each advertised prefix, the peers that carry it:
 // those it is meant for whose session is established and not shut by BFD.
 // This is what the agent's Announcing event names.
@@ -697,22 +633,4 @@ func (s *Speaker) countFor(peer string) int {
 
 func sessionState(st api.PeerState_SessionState) string {
 	return strings.ToLower(st.String())
-}
-
-// unionAddrs returns the VIPs of both path sets, sorted and without duplicates.
-func unionAddrs(a, b map[netip.Prefix]*pathEntry) []netip.Addr {
-	seen := map[netip.Addr]bool{}
-	var out []netip.Addr
-	for _, m := range []map[netip.Prefix]*pathEntry{a, b} {
-		for _, e := range m {
-			for _, addr := range e.ad.Addrs {
-				if !seen[addr] {
-					seen[addr] = true
-					out = append(out, addr)
-				}
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
-	return out
 }

@@ -170,6 +170,20 @@ func TestBGPAgent(t *testing.T) {
 		if err != nil || !slices.Contains([]string{"n1", "n2", "n3"}, out) {
 			t.Errorf("curl %s from the client: %q, %v; want a node name", vip.Addr(), out, err)
 		}
+		// DESIGN decision 6: no node holds the VIP, so a host service
+		// listening on every address (the agent's metrics on :9101) is
+		// not reachable through it; only the Service's port is.
+		for _, n := range l.nodes {
+			if got, err := n.host.AddrsIn(netip.MustParsePrefix("192.0.2.64/28")); err != nil || len(got) != 0 {
+				t.Errorf("node %s holds %v (%v) in the pool; want nothing bound", n.name, got, err)
+			}
+			if out, err := n.host.Exec(t.Context(), "ip", "-br", "link", "show", "dev", "kube-lb0"); err == nil {
+				t.Errorf("node %s has kube-lb0: %s", n.name, out)
+			}
+		}
+		if out, err := l.curl("http://" + vip.Addr().String() + ":9101/metrics"); err == nil {
+			t.Errorf("the agent's metrics port answered through the VIP %s: %.80q", vip.Addr(), out)
+		}
 
 		// SIGTERM: the agent withdraws before its session closes.
 		if err := n1.speaker.Stop(10 * time.Second); err != nil {

@@ -252,7 +252,7 @@ func TestBGPBench1000VIPs(t *testing.T) {
 	l := newBGPLab(t)
 	watch := watchRoutes(t, l.router.Host)
 
-	// announce/bgp through bgpspeaker, 1,000 IPv6 VIPs bound on kube-lb0.
+	// announce/bgp through bgpspeaker, 1,000 IPv6 VIPs from its RIB (nothing bound).
 	n := l.addNode(t, "n1", 11, "")
 	n.writeConfig(t, peerYAML{name: "tor6", address: routerLAN6.String()})
 	n.writeAds(t)
@@ -278,7 +278,7 @@ func TestBGPBench1000VIPs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("announce/bgp (bind on kube-lb0 + advertise): %d VIPs installed at the router in %s, withdrawn in %s; speaker RSS %d KiB (peak %d KiB, %d KiB before), CPU %s for the load",
+	t.Logf("announce/bgp (advertise): %d VIPs installed at the router in %s, withdrawn in %s; speaker RSS %d KiB (peak %d KiB, %d KiB before), CPU %s for the load",
 		count, up.Round(time.Millisecond), done.Sub(at).Round(time.Millisecond), after.rssKB, after.hwmKB, before.rssKB, (after.cpu - before.cpu))
 
 	// The floor: gobgpd, fed the same number of paths by one CLI call.

@@ -14,22 +14,27 @@ import (
 const (
 	zebraPath = "/usr/lib/frr/zebra"
 	bgpdPath  = "/usr/lib/frr/bgpd"
+	bfddPath  = "/usr/lib/frr/bfdd"
 )
 
-// Router is FRR (zebra and bgpd) running inside a host's namespace, with its
-// own pid files, zserv socket and vty socket directory under Dir.
+// Router is FRR (zebra, bgpd and, when the configuration speaks of BFD,
+// bfdd) running inside a host's namespace, with its own pid files, zserv
+// socket, BFD control socket and vty socket directory under Dir.
 type Router struct {
 	Host  *Host
 	Dir   string
 	Zebra *Process
 	BGPd  *Process
+	BFDd  *Process // nil unless the configuration has "bfd"
 
 	stopOnce sync.Once
 }
 
 // StartFRR starts zebra and bgpd in h's namespace with frrConf as their
-// integrated configuration and waits until vtysh can talk to both. The
-// router is stopped with the host, or earlier by Stop.
+// integrated configuration and waits until vtysh can talk to both. When
+// frrConf mentions bfd (a "bfd" block with profiles, "neighbor X bfd"),
+// bfdd runs beside them on the same zserv and vty sockets. The router is
+// stopped with the host, or earlier by Stop.
 //
 // The daemons run as root with group frrvty: FRR insists that its user be in
 // the vty group, and root is not by default.
@@ -45,8 +50,8 @@ func (h *Host) StartFRR(frrConf string) (*Router, error) {
 	r := &Router{Host: h, Dir: dir}
 	h.onClose(r.Stop)
 	zserv := filepath.Join(dir, "zserv.api")
-	daemon := func(name, path string) (*Process, error) {
-		return h.Start(name, path,
+	daemon := func(name, path string, extra ...string) (*Process, error) {
+		return h.Start(name, append([]string{path,
 			"-u", "root", "-g", "frrvty",
 			"-i", filepath.Join(dir, name+".pid"),
 			"-z", zserv,
@@ -54,7 +59,7 @@ func (h *Host) StartFRR(frrConf string) (*Router, error) {
 			"-f", confPath,
 			"-P", "0", // no TCP vty
 			"--log", "stdout",
-		)
+		}, extra...)...)
 	}
 	start := time.Now()
 	var err error
@@ -67,6 +72,15 @@ func (h *Host) StartFRR(frrConf string) (*Router, error) {
 	defer cancel()
 	if err := r.waitSocket(ctx, r.Zebra, zserv); err != nil {
 		return nil, err
+	}
+	if strings.Contains(frrConf, "bfd") {
+		// bfdd first, so bgpd finds BFD when it registers its neighbors.
+		if r.BFDd, err = daemon("bfdd", bfddPath, "--bfdctl", filepath.Join(dir, "bfdd.sock")); err != nil {
+			return nil, err
+		}
+		if err := r.waitSocket(ctx, r.BFDd, filepath.Join(dir, "bfdd.vty")); err != nil {
+			return nil, err
+		}
 	}
 	if r.BGPd, err = daemon("bgpd", bgpdPath); err != nil {
 		return nil, err
@@ -128,10 +142,10 @@ func (r *Router) VtyshJSON(ctx context.Context, cmd string, v any) error {
 	return nil
 }
 
-// Stop stops bgpd and zebra.
+// Stop stops bgpd, bfdd and zebra.
 func (r *Router) Stop() {
 	r.stopOnce.Do(func() {
-		for _, p := range []*Process{r.BGPd, r.Zebra} {
+		for _, p := range []*Process{r.BGPd, r.BFDd, r.Zebra} {
 			if p != nil {
 				p.Stop(5 * time.Second)
 			}
@@ -149,4 +163,23 @@ type FRRRoute struct {
 		IP     string `json:"ip"`
 		Active bool   `json:"active"`
 	} `json:"nexthops"`
+}
+
+// FRRBFDPeer is one entry of FRR's `show bfd peers json`, only the fields
+// the tests read. Intervals are in milliseconds.
+type FRRBFDPeer struct {
+	Peer                  string `json:"peer"`
+	Status                string `json:"status"` // "up", "down", "init"
+	DetectMultiplier      int    `json:"detect-multiplier"`
+	ReceiveInterval       int    `json:"receive-interval"`
+	TransmitInterval      int    `json:"transmit-interval"`
+	RemoteReceiveInterval int    `json:"remote-receive-interval"`
+	RemoteTransmit        int    `json:"remote-transmit-interval"`
+	RemoteDetectMult      int    `json:"remote-detect-multiplier"`
+}
+
+// BFDPeers returns bfdd's sessions.
+func (r *Router) BFDPeers(ctx context.Context) ([]FRRBFDPeer, error) {
+	var out []FRRBFDPeer
+	return out, r.VtyshJSON(ctx, "show bfd peers json", &out)
 }

@@ -42,18 +42,17 @@ func main() {
 		nextHop6    = flag.String("next-hop6", "", "IPv6 next hop")
 		adsFile     = flag.String("ads", "", "JSON file: [{prefix, peers, communities, localPref}]")
 		statusFile  = flag.String("status", "", "file to write the peers' state to, as JSON")
-		noBind      = flag.Bool("no-bind", false, "do not bind VIPs on kube-lb0")
 		detach      = flag.Bool("detach", false, "on SIGTERM, Detach (keep paths with graceful-restart peers) instead of Stop")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
-	if err := run(*cloudConfig, *nodeName, *nodeLabels, *routerID, *nextHop4, *nextHop6, *adsFile, *statusFile, *noBind, *detach); err != nil {
+	if err := run(*cloudConfig, *nodeName, *nodeLabels, *routerID, *nextHop4, *nextHop6, *adsFile, *statusFile, *detach); err != nil {
 		fmt.Fprintf(os.Stderr, "bgpspeaker: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(cloudConfig, nodeName, nodeLabels, routerID, nextHop4, nextHop6, adsFile, statusFile string, noBind, detach bool) error {
+func run(cloudConfig, nodeName, nodeLabels, routerID, nextHop4, nextHop6, adsFile, statusFile string, detach bool) error {
 	ctx := context.Background()
 	log := klog.Background().WithValues("node", nodeName)
 	cfg, err := config.Load(cloudConfig)
@@ -66,7 +65,7 @@ func run(cloudConfig, nodeName, nodeLabels, routerID, nextHop4, nextHop6, adsFil
 			labels[k] = v
 		}
 	}
-	opts := bgp.Options{NodeName: nodeName, ASN: cfg.BGP.ASN, Logger: log, NoBind: noBind}
+	opts := bgp.Options{NodeName: nodeName, ASN: cfg.BGP.ASN, Logger: log}
 	if opts.NextHop4, err = parseOptional(nextHop4); err != nil {
 		return err
 	}

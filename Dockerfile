@@ -5,7 +5,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/ \
+# The version stamp from git (`make image` passes hack/version.sh's output;
+# the build context has no .git). Without it the binaries say v0.0.0-unknown.
+ARG LDFLAGS="-X k8s.io/component-base/version.gitVersion=v0.0.0-unknown"
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w ${LDFLAGS}" -o /out/ \
       ./cmd/baremetal-cloud-controller-manager \
       ./cmd/baremetal-node-agent \
       ./cmd/baremetal-config

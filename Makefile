@@ -5,12 +5,20 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 E2E_FLAGS ?=
 
-.PHONY: all build deps test test-unit test-fuzz test-e2e vet bench demo demo-down clean
+.PHONY: all build image deps test test-unit test-fuzz test-e2e vet bench demo demo-down clean
 
 all: build
 
+# Every binary is stamped with its version from git (hack/version.sh): it
+# prints it with --version and logs it at start.
+LDFLAGS ?= $(shell ./hack/version.sh)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# The image has no .git: its version comes from here.
+image:
+	docker build --build-arg LDFLAGS='$(LDFLAGS)' -t $${IMAGE:-cloud-provider-baremetal:dev} .
 
 # Debian packages for the lab, Go modules, and the cached builds of
 # kube-apiserver, helm and kubectl ($$HOME/.cache/baremetal-lab, outside the

@@ -50,6 +50,9 @@ type Cloud struct {
 	// statuses; until then nothing is allocated (decision 1).
 	seeded   chan struct{}
 	seedOnce sync.Once
+	// leading is set by Initialize, which the framework calls only on the
+	// replica that holds the leader lease; standbys export no pool gauges.
+	leading atomic.Bool
 
 	// informersSet is closed by SetInformers, which the framework calls
 	// after Initialize.
@@ -87,6 +90,7 @@ func (c *Cloud) Config() *config.Config { return c.cfg.Load() }
 // Initialize runs once this replica leads: it sets up events and starts
 // seeding IPAM as soon as the Service informer has synced.
 func (c *Cloud) Initialize(clientBuilder cloudprovider.ControllerClientBuilder, stop <-chan struct{}) {
+	c.leading.Store(true)
 	client, err := clientBuilder.Client("baremetal-cloud-provider")
 	if err != nil {
 		klog.ErrorS(err, "Cannot build a client; events from the provider will be lost")

@@ -34,9 +34,12 @@ func (*poolCollector) DescribeWithStability(ch chan<- *metrics.Desc) {
 	ch <- poolInUseDesc
 }
 
+// CollectWithStability reports nothing on a standby replica: its allocator
+// is not seeded and would show every pool empty, which a "pool nearly full"
+// alert would read as real. Only the leader (Initialize ran) reports.
 func (*poolCollector) CollectWithStability(ch chan<- metrics.Metric) {
 	c := metricsCloud.Load()
-	if c == nil {
+	if c == nil || !c.leading.Load() {
 		return
 	}
 	for _, s := range c.alloc.Stats() {

@@ -8,6 +8,8 @@ import (
 	"maps"
 	"os"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/wait"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/app"
@@ -21,6 +23,7 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"  // build info metric
 	"k8s.io/klog/v2"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/internal/version"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/provider"
 )
 
@@ -43,12 +46,42 @@ func main() {
 	opts.ServiceController.ConcurrentServiceSyncs = defaultConcurrentServiceSyncs
 	opts.Generic.ClientConnection.QPS = defaultKubeAPIQPS
 	opts.Generic.ClientConnection.Burst = defaultKubeAPIBurst
-	// Pod routes are the CNI's business on bare metal.
-	opts.KubeCloudShared.ConfigureCloudRoutes = false
 
 	command := app.NewCloudControllerManagerCommand(opts, initCloud, controllerInitializers(),
 		names.CCMControllerAliases(), cliflag.NamedFlagSets{}, wait.NeverStop)
+	if err := holdDefaults(command.Flags()); err != nil {
+		fmt.Fprintf(os.Stderr, "cannot set flag defaults: %v\n", err)
+		os.Exit(1)
+	}
+	run := command.RunE
+	command.RunE = func(cmd *cobra.Command, args []string) error {
+		version.PrintAndExitIfRequested(programName)
+		return run(cmd, args)
+	}
 	os.Exit(cli.Run(command))
+}
+
+const programName = "baremetal-cloud-controller-manager"
+
+// holdDefaults sets defaults that the framework's flag registration would
+// overwrite: it registers --configure-cloud-routes with a literal true, not
+// with the value in the options, so setting the option before building the
+// command is lost. The flag's value and the default --help shows both change.
+func holdDefaults(fs *pflag.FlagSet) error {
+	for name, value := range map[string]string{
+		// Pod routes are the CNI's business on bare metal.
+		"configure-cloud-routes": "false",
+	} {
+		f := fs.Lookup(name)
+		if f == nil {
+			return fmt.Errorf("the framework has no flag --%s", name)
+		}
+		if err := f.Value.Set(value); err != nil {
+			return fmt.Errorf("--%s=%s: %w", name, value, err)
+		}
+		f.DefValue = value
+	}
+	return nil
 }
 
 // controllerInitializers copies the framework's map before anyone edits it.

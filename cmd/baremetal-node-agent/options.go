@@ -13,6 +13,9 @@ import (
 	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
 	"k8s.io/component-base/term"
 	"k8s.io/component-base/version/verflag"
+	"k8s.io/klog/v2"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/internal/version"
 )
 
 // DefaultNamespace is where deploy/ runs the agents and keeps their Leases.
@@ -61,10 +64,11 @@ func newCommand(runAgent func(options) error) *cobra.Command {
 		},
 		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			verflag.PrintAndExitIfRequested()
+			version.PrintAndExitIfRequested("baremetal-node-agent")
 			if err := logsapi.ValidateAndApply(logging, nil); err != nil {
 				return err
 			}
+			klog.InfoS("Starting baremetal-node-agent", "version", version.String())
 			cliflag.PrintFlags(cmd.Flags())
 			return runAgent(*o)
 		},

@@ -96,7 +96,7 @@ func TestBinary(t *testing.T) {
 		wantStatus int
 		wantOut    []string
 	}{
-		{name: "version", args: []string{"--version"}, wantOut: []string{"Kubernetes v"}},
+		{name: "version", args: []string{"--version"}, wantOut: []string{"baremetal-node-agent v"}},
 		{name: "raw version", args: []string{"--version=raw"}, wantOut: []string{"GitVersion:", "GoVersion:"}},
 		{
 			name: "help lists every flag", args: []string{"--help"},

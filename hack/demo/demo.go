@@ -132,6 +132,9 @@ func run(ctx context.Context, o options) (err error) {
 		d.cleanUp(err)
 		if err == nil {
 			out.Raw(fmt.Sprintf("\nDemo finished in %s (%s of it building).\n", seconds(time.Since(start)), seconds(buildTime)))
+			if !o.keep {
+				out.Raw("To explore the lab yourself: go run ./hack/demo --keep. To install on a cluster: docs/install.md.\n")
+			}
 		}
 	}()
 

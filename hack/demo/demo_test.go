@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
@@ -179,5 +180,26 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/" + stateFile); !os.IsNotExist(err) {
 		t.Errorf("state file still there: %v", err)
+	}
+}
+
+// TestTakeoverReason: the demo explains a fast takeover from the line the
+// agent logs for it, and falls back to the Lease otherwise.
+func TestTakeoverReason(t *testing.T) {
+	logged := `I1201 22:23:56.034 1 agent.go:629] "Taking a VIP over from a member that is silent and does not answer for it" logger="agent" vip="192.0.2.240" from="node-1"`
+	tests := []struct {
+		name, logs, want string
+	}{
+		{"heartbeats", "other line\n" + logged + "\n", "Why so fast: node-1 stopped sending heartbeats"},
+		{"another VIP", strings.Replace(logged, "192.0.2.240", "192.0.2.241", 1), "Why: node-1's Lease went 3s without renewal"},
+		{"another owner", strings.Replace(logged, `from="node-1"`, `from="node-2"`, 1), "Why: node-1's Lease went 3s"},
+		{"nothing logged", "", "Why: node-1's Lease went 3s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := takeoverReason(tt.logs, "192.0.2.240", "node-1", 3*time.Second); !strings.HasPrefix(got, tt.want) {
+				t.Errorf("%q, want it to start with %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -228,24 +228,31 @@ func (d *demo) failover(ctx context.Context) error {
 	return d.curlEventually(ctx, d.remote, "remote-client", d.bgpVIP)
 }
 
-// takeoverReason says why the new owner took over, from its agent's log
-// ("Taking over a VIP from a dead agent" ... suspected=true|false).
+// takeoverReason says why the new owner took over.
 func (d *demo) takeoverReason(newOwner, old *node) string {
-	lease := d.cfg.NodeAgent.LeaseDuration
+	var logs string
 	if newOwner != nil && newOwner.agent != nil {
-		for _, line := range strings.Split(newOwner.agent.Logs(), "\n") {
-			if !strings.Contains(line, "Taking over a VIP from a dead agent") ||
-				!strings.Contains(line, fmt.Sprintf("vip=%q", d.l2VIP.String())) ||
-				!strings.Contains(line, fmt.Sprintf("from=%q", old.name)) {
-				continue
-			}
-			if strings.Contains(line, "suspected=true") {
-				return fmt.Sprintf("Why so fast: %s stopped answering %s's heartbeats; its Lease (%s) had not even expired yet.", old.name, newOwner.name, lease)
-			}
-			return fmt.Sprintf("Why: %s's Lease went %s without renewal, so the others counted it dead.", old.name, lease)
+		logs = newOwner.agent.Logs()
+	}
+	return takeoverReason(logs, d.l2VIP.String(), old.name, d.cfg.NodeAgent.LeaseDuration)
+}
+
+// takeoverLog is what an agent logs when it takes a VIP over before the
+// owner's Lease expired: the owner stopped sending heartbeats and did not
+// answer a probe for the VIP.
+const takeoverLog = "Taking a VIP over from a member that is silent and does not answer for it"
+
+// takeoverReason explains a layer-2 takeover from the new owner's log: a
+// takeover it logged was triggered by the heartbeats; otherwise the old
+// owner's Lease expired.
+func takeoverReason(logs, vip, old string, lease time.Duration) string {
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, takeoverLog) && strings.Contains(line, fmt.Sprintf("vip=%q", vip)) &&
+			strings.Contains(line, fmt.Sprintf("from=%q", old)) {
+			return fmt.Sprintf("Why so fast: %s stopped sending heartbeats (UDP 7474) and did not answer an ARP probe for %s; its Lease (%s) had not even expired yet.", old, vip, lease)
 		}
 	}
-	return fmt.Sprintf("Failover is bounded by the agents' Lease duration, %s.", lease)
+	return fmt.Sprintf("Why: %s's Lease went %s without renewal, so the others counted it dead (the heartbeats usually notice sooner).", old, lease)
 }
 
 func (d *demo) macNames(macs []string) string {
@@ -281,6 +288,7 @@ func (d *demo) stayUp(ctx context.Context) error {
 	d.out.Say("Try:")
 	d.out.Say("  export KUBECONFIG=%s", d.cluster.AdminKubeconfig)
 	d.out.Say("  kubectl get svc,nodes -o wide; kubectl get events")
+	d.out.Say("  go run ./cmd/baremetal-config status --cloud-config %s   # who announces what", d.cfgPath)
 	d.out.Say("  ip netns exec %s curl http://%s/", ns(d.client), d.l2VIP)
 	d.out.Say("  ip netns exec %s arping -c 3 -i eth0 %s", ns(d.client), d.l2VIP)
 	d.out.Say("  ip netns exec %s curl http://%s/", ns(d.remote), d.bgpVIP)

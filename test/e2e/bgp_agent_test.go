@@ -50,11 +50,17 @@ type bgpAgentLab struct {
 
 func newBGPAgentLab(t *testing.T) *bgpAgentLab {
 	t.Helper()
+	return newBGPAgentLabConf(t, bgpAgentCloudConfig)
+}
+
+// newBGPAgentLabConf is newBGPAgentLab with the cloud-config given.
+func newBGPAgentLabConf(t *testing.T, cloudConfig string) *bgpAgentLab {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l := &bgpAgentLab{bgpLab: newBGPLab(t), c: startCluster(t)}
 	cfg := filepath.Join(l.dir, "cloud-config.yaml")
-	if err := os.WriteFile(cfg, []byte(bgpAgentCloudConfig), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(cloudConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 3 {
@@ -116,18 +122,35 @@ func (l *bgpAgentLab) createService(t *testing.T, name string, local bool) netip
 // setEndpoints gives the Service one ready endpoint on each named node.
 func (l *bgpAgentLab) setEndpoints(t *testing.T, svc string, nodes ...*node) {
 	t.Helper()
+	counts := map[*node]int{}
+	for _, n := range nodes {
+		counts[n]++
+	}
+	l.setEndpointCounts(t, svc, counts)
+}
+
+// setEndpointCounts gives the Service as many ready endpoints on each node
+// as counts says (their addresses stand for pods; only the count matters).
+func (l *bgpAgentLab) setEndpointCounts(t *testing.T, svc string, counts map[*node]int) {
+	t.Helper()
 	es := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-lab",
 			Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(80)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
-	for _, n := range nodes {
-		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{n.addr4.String()},
-			NodeName:   ptr.To(n.name),
-			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
-		})
+	for _, n := range l.nodes {
+		for i := range counts[n] {
+			addr := n.addr4.String()
+			if i > 0 {
+				addr = fmt.Sprintf("10.244.%d.%d", n.addr4.As4()[3], i)
+			}
+			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{addr},
+				NodeName:   ptr.To(n.name),
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			})
+		}
 	}
 	api := l.c.Client.DiscoveryV1().EndpointSlices("default")
 	old, err := api.Get(t.Context(), es.Name, metav1.GetOptions{})

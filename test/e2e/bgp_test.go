@@ -100,6 +100,12 @@ type bgpLab struct {
 
 func newBGPLab(t *testing.T, md5Nodes ...netip.Addr) *bgpLab {
 	t.Helper()
+	return newBGPLabConf(t, frrConf(md5Nodes...))
+}
+
+// newBGPLabConf is newBGPLab with the router's configuration given.
+func newBGPLabConf(t *testing.T, conf string) *bgpLab {
+	t.Helper()
 	l := &bgpLab{dir: t.TempDir()}
 	l.lan = lab.NewSegment(t, "lan")
 	wan := lab.NewSegment(t, "wan")
@@ -121,7 +127,7 @@ func newBGPLab(t *testing.T, md5Nodes ...netip.Addr) *bgpLab {
 			t.Fatal(err)
 		}
 	}
-	l.router = lab.StartFRR(t, r, frrConf(md5Nodes...))
+	l.router = lab.StartFRR(t, r, conf)
 	return l
 }
 

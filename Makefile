@@ -23,11 +23,15 @@ image:
 # Debian packages for the lab, Go modules, and the cached builds of
 # kube-apiserver, helm and kubectl ($$HOME/.cache/baremetal-lab, outside the
 # clone).
-deps:
+deps: deps-lab
+	./hack/build-helm.sh
+
+# What the lab needs (make demo): without helm and kubectl, whose first
+# build takes minutes.
+deps-lab:
 	./hack/install-deps.sh
 	$(GO) mod download
 	./hack/build-kube-apiserver.sh
-	./hack/build-helm.sh
 
 vet:
 	$(GO) vet ./...
@@ -69,7 +73,7 @@ bench: deps
 	BAREMETAL_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Bench' -v ./test/e2e/
 	BAREMETAL_BENCH=1 $(GO) test -count=1 -tags lab -timeout 10m -run 'TestLabBenchResponder' -v ./announce/l2/
 
-demo: deps
+demo: deps-lab
 	$(GO) run ./hack/demo
 
 demo-down:

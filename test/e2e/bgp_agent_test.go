@@ -68,15 +68,9 @@ func newBGPAgentLabConf(t *testing.T, cloudConfig string) *bgpAgentLab {
 		if err := l.c.CreateNode(ctx, n.name, []netip.Addr{n.addr4, n.addr6}, nil, false); err != nil {
 			t.Fatal(err)
 		}
-		p, err := n.host.Start("agent", bins.Path("baremetal-node-agent"),
-			"--kubeconfig", agentKubeconfig(t, l.c, n.host), "--node-name", n.name, "--cloud-config", cfg,
-			"--namespace", agentNamespace, "--metrics-bind-address", ":9101", "--health-bind-address", ":9102",
-			"-v="+agentVerbosity())
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkNotForbidden(t, l.c, n.name+"'s agent", p)
-		n.speaker = p
+		n.config = cfg
+		n.kubeconfig = agentKubeconfig(t, l.c, n.host)
+		l.startAgent(t, n)
 		l.nodes = append(l.nodes, n)
 	}
 	var hosts []*lab.Host
@@ -89,6 +83,20 @@ func newBGPAgentLabConf(t *testing.T, cloudConfig string) *bgpAgentLab {
 		"--leader-elect=false", "--secure-port=0", "--controllers=service", "-v=2")
 	checkNotForbidden(t, l.c, "the CCM", ccm)
 	return l
+}
+
+// startAgent starts (or restarts) n's baremetal-node-agent.
+func (l *bgpAgentLab) startAgent(t *testing.T, n *node) {
+	t.Helper()
+	p, err := n.host.Start("agent", bins.Path("baremetal-node-agent"),
+		"--kubeconfig", n.kubeconfig, "--node-name", n.name, "--cloud-config", n.config,
+		"--namespace", agentNamespace, "--metrics-bind-address", ":9101", "--health-bind-address", ":9102",
+		"-v="+agentVerbosity())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNotForbidden(t, l.c, n.name+"'s agent", p)
+	n.speaker = p
 }
 
 func (l *bgpAgentLab) createService(t *testing.T, name string, local bool) netip.Prefix {

@@ -133,17 +133,18 @@ func newBGPLabConf(t *testing.T, conf string) *bgpLab {
 
 // node is one node namespace running lab-echo and a bgpspeaker.
 type node struct {
-	l       *bgpLab
-	name    string
-	host    *lab.Host
-	addr4   netip.Addr
-	addr6   netip.Addr
-	labels  string
-	config  string       // cloud-config path
-	ads     string       // advertisements path
-	status  string       // peers' state path
-	speaker *lab.Process // bgpspeaker, or baremetal-node-agent in the agent lab
-	detach  bool         // bgpspeaker --detach
+	l          *bgpLab
+	name       string
+	host       *lab.Host
+	addr4      netip.Addr
+	addr6      netip.Addr
+	labels     string
+	config     string       // cloud-config path
+	kubeconfig string       // the agent's, in the agent lab
+	ads        string       // advertisements path
+	status     string       // peers' state path
+	speaker    *lab.Process // bgpspeaker, or baremetal-node-agent in the agent lab
+	detach     bool         // bgpspeaker --detach
 }
 
 func (l *bgpLab) addNode(t *testing.T, name string, host byte, labels string) *node {

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -63,4 +64,18 @@ func (h *Host) AddrsIn(prefixes ...netip.Prefix) ([]netip.Addr, error) {
 		}
 	}
 	return found, nil
+}
+
+// DialTCP connects to addr from inside h's network namespace (the socket
+// is created there and stays there), for test clients that must not start
+// a process per request.
+func (h *Host) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := inNetns(h.Netns, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return c, err
 }

@@ -181,9 +181,10 @@ func New(opts Options) (*Agent, error) {
 		followLinks: watchLinks,
 	}
 	a.cfg.Store(opts.Config)
+	a.setSilent(SilentNoView) // until its first pass says otherwise
 	na := opts.Config.NodeAgent
 	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, heartbeat.DefaultSuspectAfter)
-	a.lease = &leaseKeeper{client: a.client, namespace: a.namespace, node: a.node, clock: opts.Clock, leaseDuration: na.LeaseDuration}
+	a.lease = newLeaseKeeper(a.client, a.namespace, a.node, opts.Clock, na.LeaseDuration)
 	a.info.Store(&AgentInfo{})
 	a.poolNames.Store(&[]string{})
 	a.bgp = opts.BGP
@@ -308,8 +309,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(klog.NewContext(context.Background(), a.log))
 	defer stop()
 	var wg sync.WaitGroup
+	// Renewals run on their own goroutine, each bounded, and stop before
+	// the shutdown writes the Lease (an in-flight renewal to an
+	// unreachable API server is cancelled, not waited for).
+	renewCtx, stopRenewing := context.WithCancel(runCtx)
+	defer stopRenewing()
 	wg.Add(1)
-	go func() { defer wg.Done(); a.renewLoop(runCtx) }()
+	go func() { defer wg.Done(); a.renewLoop(renewCtx) }()
 	if a.followLinks {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watchLinks(runCtx) }()
@@ -326,6 +332,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.requestRenew()
 	a.loop(ctx)
 
+	stopRenewing()
 	a.shutdown(runCtx)
 	stop()
 	wg.Wait()
@@ -523,16 +530,36 @@ func (a *Agent) watchLinks(ctx context.Context) {
 	}
 }
 
-// loop runs reconcile passes until ctx is done.
+// loop runs reconcile passes until ctx is done: one at once (so an agent
+// that cannot reach the API server says so at start), then whenever
+// something was observed (a watch event, a heartbeat that changed a
+// verdict, a probe's result) and when the last pass said the plan changes
+// by itself (a verdict turning Silent with the passing of time). Nothing
+// in a pass waits for the API server.
 func (a *Agent) loop(ctx context.Context) {
 	next := a.clock.NewTimer(time.Hour)
 	defer next.Stop()
 	periodic := a.clock.NewTicker(resyncEvery)
 	defer periodic.Stop()
 	for {
+		at := a.reconcile(ctx)
+		next.Stop()
+		if !at.IsZero() {
+			// A millisecond late, so the change has surely happened.
+			next.Reset(max(at.Sub(a.clock.Now())+time.Millisecond, time.Millisecond))
+		}
+		if !a.wait(ctx, next, periodic) {
+			return
+		}
+	}
+}
+
+// wait blocks until the next pass is due; false when ctx is done.
+func (a *Agent) wait(ctx context.Context, next clock.Timer, periodic clock.Ticker) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-a.report:
 			a.reportApplied()
 			continue
@@ -540,12 +567,7 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-next.C():
 		case <-periodic.C():
 		}
-		at := a.reconcile(ctx)
-		if !at.IsZero() {
-			next.Stop()
-			// A millisecond late, so the change has surely happened.
-			next.Reset(max(at.Sub(a.clock.Now())+time.Millisecond, time.Millisecond))
-		}
+		return true
 	}
 }
 
@@ -562,19 +584,27 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	self, hasNode := a.selfNode()
 	a.publish(cfg, links, self, hasNode)
 	if !a.synced.Load() {
+		a.setSilent(SilentNoView)
 		if a.lastUnsync.IsZero() || a.clock.Since(a.lastUnsync) >= unsyncedLogEvery {
 			a.lastUnsync = a.clock.Now()
 			a.log.Info("Not announcing anything: the agent has not listed Services, EndpointSlices and Nodes from the API server yet (an agent restarted while the API server is unreachable has no view to act on; its peers take its VIPs over)", "waiting", a.clock.Since(a.started).Round(time.Second))
 		}
 		return a.clock.Now().Add(unsyncedLogEvery)
 	}
-	if _, everHeld, _ := a.lease.state(); !everHeld || !hasNode {
+	if _, everHeld, _ := a.lease.state(); !everHeld {
+		a.setSilent(SilentNoLease)
+		return time.Time{}
+	}
+	if !hasNode {
+		a.setSilent(SilentNoNode)
 		return time.Time{}
 	}
 	if isFenced(a) {
+		a.setSilent(SilentStaleView)
 		a.fence(ctx, cfg)
 		return time.Time{}
 	}
+	a.setSilent("")
 	if a.fenced {
 		a.fenced = false
 		a.metrics.Fenced.Set(0)
@@ -686,7 +716,14 @@ func (a *Agent) startProbe(ctx context.Context, p ProbeRequest) {
 		}
 		a.probeMu.Unlock()
 		if err != nil {
-			a.log.Error(err, "Probing a VIP before taking it over failed", "vip", p.Addr, "interface", p.Interface)
+			// No result: the next pass asks again, after a probe's wait
+			// (not when some other change happens to wake the loop).
+			a.log.Error(err, "Probing a VIP before taking it over failed; probing again", "vip", p.Addr, "interface", p.Interface)
+			select {
+			case <-ctx.Done():
+			case <-a.clock.After(probeWait):
+				a.trigger()
+			}
 			return
 		}
 		a.log.V(2).Info("Probed a VIP whose owner is silent", "vip", p.Addr, "answeredBy", mac.String())

@@ -3,14 +3,17 @@ package announce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	v1 "k8s.io/api/core/v1"
@@ -19,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
@@ -137,11 +141,20 @@ type harness struct {
 	metrics *Metrics
 	agent   *Agent
 	links   chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
+	logs    *logLines
+	// react, if set, answers the fake API server's requests first (see
+	// setAPI): the fake's reactor chain cannot change while the agent runs.
+	react  atomic.Pointer[k8stesting.ReactionFunc]
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func newHarness(t *testing.T, self string, objs ...runtime.Object) *harness {
+	t.Helper()
+	return newHarnessWithConfig(t, self, agentConfig, objs...)
+}
+
+func newHarnessWithConfig(t *testing.T, self, cloudConfig string, objs ...runtime.Object) *harness {
 	t.Helper()
 	h := &harness{
 		t:       t,
@@ -152,9 +165,16 @@ func newHarness(t *testing.T, self string, objs ...runtime.Object) *harness {
 		events:  record.NewFakeRecorder(100),
 		metrics: NewMetrics(),
 		links:   make(chan struct{}, 100),
+		logs:    &logLines{},
 	}
+	h.client.PrependReactor("*", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if f := h.react.Load(); f != nil {
+			return (*f)(action)
+		}
+		return false, nil, nil
+	})
 	a, err := New(Options{
-		Client: h.client, NodeName: self, Namespace: "kube-system", Config: mustConfig(t, agentConfig),
+		Client: h.client, NodeName: self, Namespace: "kube-system", Config: mustConfig(t, cloudConfig),
 		Clock: h.clock, Recorder: h.events, Metrics: h.metrics,
 		L2: h.l2, BGP: h.bgp,
 		ReadLinks: func() (l2.Links, error) {
@@ -174,8 +194,45 @@ func newHarness(t *testing.T, self string, objs ...runtime.Object) *harness {
 	return h
 }
 
+// logLines keeps what the agent logs.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(prefix, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, prefix+" "+args)
+}
+
+// find returns the first line containing substr.
+func (l *logLines) find(substr string) (string, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		if strings.Contains(line, substr) {
+			return line, true
+		}
+	}
+	return "", false
+}
+
+// setAPI makes f answer the API requests it handles (verb and resource,
+// "*" for any) from now on.
+func (h *harness) setAPI(verb, resource string, f k8stesting.ReactionFunc) {
+	r := k8stesting.ReactionFunc(func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if (verb == "*" || action.GetVerb() == verb) && (resource == "*" || action.GetResource().Resource == resource) {
+			return f(action)
+		}
+		return false, nil, nil
+	})
+	h.react.Store(&r)
+}
+
 func (h *harness) start() {
-	ctx, cancel := context.WithCancel(context.Background())
+	log := funcr.New(h.logs.add, funcr.Options{Verbosity: 4})
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), log))
 	h.cancel, h.done = cancel, make(chan struct{})
 	go func() {
 		defer close(h.done)
@@ -339,21 +396,30 @@ func TestAgentLeavesAVIPWhoseOwnerAnswersTheProbe(t *testing.T) {
 }
 
 // An agent that cannot list (restarted while the API server is away)
-// announces nothing, says why, and keeps saying it.
+// announces nothing and says why at once, in its log and its metrics,
+// without waiting for anything; and keeps saying it.
 func TestAgentWithoutAViewStaysSilent(t *testing.T) {
 	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
 	h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"), svc)
-	h.client.PrependReactor("list", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+	h.setAPI("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("dial tcp 192.0.2.1:6443: connect: connection refused")
 	})
 	h.start()
+	// No clock step: the first pass runs at start.
+	const why = "Not announcing anything: the agent has not listed"
+	if err := waitFor(20*time.Second, func() bool { _, ok := h.logs.find(why); return ok }); err != nil {
+		t.Fatalf("the agent did not log why it announces nothing: %v\n%s", err, strings.Join(h.logs.lines, "\n"))
+	}
+	if got := testutil.ToFloat64(h.metrics.Silent.WithLabelValues(SilentNoView)); got != 1 {
+		t.Errorf("baremetal_agent_silent{reason=%q} = %v, want 1", SilentNoView, got)
+	}
 	for i := 0; i < 3; i++ {
+		h.clock.Step(unsyncedLogEvery)
 		select {
 		case <-h.links:
 		case <-time.After(20 * time.Second):
 			t.Fatal("the agent did not reconcile")
 		}
-		h.clock.Step(unsyncedLogEvery)
 	}
 	select {
 	case got := <-h.l2.sets:
@@ -368,13 +434,72 @@ func TestAgentWithoutAViewStaysSilent(t *testing.T) {
 	}
 }
 
+// waitFor polls cond every millisecond of real time (the agent's clock is
+// fake; only its goroutines need time to run).
+func waitFor(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s", timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// With the API server hanging (every request blocks), a successor still
+// takes a silent owner's VIP over on heartbeat timing: a Lease renewal
+// stuck on the API server must not stall the reconcile loop (issue 12).
+func TestAgentTakesOverWhileTheAPIServerHangs(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+	h := newHarnessWithConfig(t, "node-b", agentConfig+`
+nodeAgent:
+  leaseDuration: 3s
+  renewInterval: 1s
+`, testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
+	h.start()
+	h.waitSet([]l2.Announcement{}) // node-a owns it
+
+	hung, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // before h.stop
+	h.setAPI("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		select {
+		case hung <- struct{}{}:
+		default:
+		}
+		<-release
+		return true, nil, errors.New("dial tcp 192.0.2.1:6443: i/o timeout")
+	})
+	// The next renewal hangs on the API server.
+	h.clock.Step(time.Second)
+	select {
+	case <-hung:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no renewal reached the hanging API server")
+	}
+	timeout := time.After(20 * time.Second)
+	for probed := false; !probed; {
+		select {
+		case <-h.l2.probes:
+			probed = true
+		case <-time.After(10 * time.Millisecond):
+			h.clock.Step(100 * time.Millisecond)
+		case <-timeout:
+			t.Fatal("no probe of the silent owner's VIP while a renewal hangs")
+		}
+	}
+	h.waitSet([]l2.Announcement{{Addr: vip10, Interface: "eth0"}})
+	once.Do(func() { close(release) })
+}
+
 // An agent that has not heard the API server for staleViewTimeout stops.
 func TestAgentFencesAStaleView(t *testing.T) {
 	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
 	h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"), svc)
 	h.start()
 	h.waitSet([]l2.Announcement{{Addr: vip10, Interface: "eth0"}})
-	h.client.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+	h.setAPI("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("dial tcp 192.0.2.1:6443: i/o timeout")
 	})
 	timeout := time.After(20 * time.Second)

@@ -64,7 +64,10 @@ func splitList(s string) []string {
 }
 
 // leaseKeeper holds this agent's Lease: creates it, renews it, marks it
-// leaving and deletes it.
+// leaving and deletes it. Writes go one at a time (writing) and may take as
+// long as the API server makes them; the state the reconcile loop reads
+// (state, lastContact) has a lock of its own that is never held across a
+// request, so an unreachable API server never stalls the loop.
 type leaseKeeper struct {
 	client        kubernetes.Interface
 	namespace     string
@@ -72,23 +75,48 @@ type leaseKeeper struct {
 	clock         clock.PassiveClock
 	leaseDuration time.Duration
 
+	writing chan struct{} // a token: held for the length of one write
+	lease   *coordinationv1.Lease
+
 	mu          sync.Mutex
-	lease       *coordinationv1.Lease
 	renewed     time.Time // last successful write, local clock
 	contacted   time.Time // last time the API server answered at all
 	unreachable bool      // the last failure was the API server not answering
 }
 
+func newLeaseKeeper(client kubernetes.Interface, namespace, node string, c clock.PassiveClock, leaseDuration time.Duration) *leaseKeeper {
+	return &leaseKeeper{
+		client: client, namespace: namespace, node: node, clock: c, leaseDuration: leaseDuration,
+		writing: make(chan struct{}, 1),
+	}
+}
+
+// acquire takes the write token, or gives up when ctx ends.
+func (k *leaseKeeper) acquire(ctx context.Context) error {
+	select {
+	case k.writing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the previous write of lease %s/%s: %w", k.namespace, LeaseName(k.node), ctx.Err())
+	}
+}
+
+func (k *leaseKeeper) release() { <-k.writing }
+
 // renew writes the lease with a new renewTime and the given annotations.
 // pools are the layer-2 pools the node is eligible for (labels).
 func (k *leaseKeeper) renew(ctx context.Context, leaving bool, info AgentInfo, pools []string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	err := k.renewLocked(ctx, leaving, info, pools)
+	if err := k.acquire(ctx); err != nil {
+		return err
+	}
+	defer k.release()
+	err := k.write(ctx, leaving, info, pools)
 	if apierrors.IsConflict(err) {
 		k.lease = nil // someone else wrote it; start from the server's copy
-		err = k.renewLocked(ctx, leaving, info, pools)
+		err = k.write(ctx, leaving, info, pools)
 	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	if err != nil {
 		k.unreachable = isUnreachable(err)
 		if !k.unreachable {
@@ -102,7 +130,8 @@ func (k *leaseKeeper) renew(ctx context.Context, leaving bool, info AgentInfo, p
 	return nil
 }
 
-func (k *leaseKeeper) renewLocked(ctx context.Context, leaving bool, info AgentInfo, pools []string) error {
+// write does one renewal (or the creation); the caller holds the write token.
+func (k *leaseKeeper) write(ctx context.Context, leaving bool, info AgentInfo, pools []string) error {
 	leases := k.client.CoordinationV1().Leases(k.namespace)
 	name := LeaseName(k.node)
 	now := metav1.NewMicroTime(k.clock.Now())
@@ -172,14 +201,18 @@ func setLeaseAnnotations(l *coordinationv1.Lease, leaving bool, info AgentInfo, 
 
 // delete removes the lease, so a node that is gone for good leaves no trace.
 func (k *leaseKeeper) delete(ctx context.Context) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	if err := k.acquire(ctx); err != nil {
+		return err
+	}
+	defer k.release()
 	err := k.client.CoordinationV1().Leases(k.namespace).Delete(ctx, LeaseName(k.node), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting lease %s/%s: %w", k.namespace, LeaseName(k.node), err)
 	}
 	k.lease = nil
+	k.mu.Lock()
 	k.renewed = time.Time{}
+	k.mu.Unlock()
 	return nil
 }
 

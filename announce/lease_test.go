@@ -19,7 +19,7 @@ func TestLeaseKeeper(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
-	k := &leaseKeeper{client: client, namespace: "kube-system", node: "n1", clock: clk, leaseDuration: 3 * time.Second}
+	k := newLeaseKeeper(client, "kube-system", "n1", clk, 3*time.Second)
 
 	if held, ever, _ := k.state(); held || ever {
 		t.Fatalf("before the first renewal: held=%v everHeld=%v", held, ever)

@@ -19,6 +19,7 @@ type Metrics struct {
 	HeartbeatDrops *prometheus.CounterVec
 	ViewSynced     prometheus.Gauge
 	Fenced         prometheus.Gauge
+	Silent         *prometheus.GaugeVec
 	APIRequests    *prometheus.CounterVec
 	ReloadFailures prometheus.Counter
 	ReloadSuccess  prometheus.Gauge
@@ -62,6 +63,13 @@ func NewMetrics() *Metrics {
 			Help: "1 while this agent announces nothing because it has not heard the API server for longer than nodeAgent.staleViewTimeout.",
 		}),
 	}
+	m.Silent = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "baremetal_agent_silent",
+		Help: "1 for the reason this agent announces nothing and sends no heartbeats (no-view: it has not listed from the API server since it started; no-lease: it has not written its Lease; no-node: its Node is missing; stale-view: nodeAgent.staleViewTimeout passed without the API server), 0 for the others; all 0 while it announces.",
+	}, []string{"reason"})
+	for _, r := range silentReasons {
+		m.Silent.WithLabelValues(r)
+	}
 	m.APIRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "baremetal_agent_api_requests_total",
 		Help: "Requests this agent sent to the API server, by HTTP method (watches count once, when opened).",
@@ -76,11 +84,32 @@ func NewMetrics() *Metrics {
 	})
 	m.ReloadSuccess.Set(1)
 	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
-		m.HeartbeatDrops, m.ViewSynced, m.Fenced, m.APIRequests, m.ReloadFailures, m.ReloadSuccess,
+		m.HeartbeatDrops, m.ViewSynced, m.Fenced, m.Silent, m.APIRequests, m.ReloadFailures, m.ReloadSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.AnnouncedVIPs.WithLabelValues("layer2")
 	m.AnnouncedVIPs.WithLabelValues("bgp")
 	return m
+}
+
+// Why an agent announces nothing: the reason label of baremetal_agent_silent.
+const (
+	SilentNoView    = "no-view"
+	SilentNoLease   = "no-lease"
+	SilentNoNode    = "no-node"
+	SilentStaleView = "stale-view"
+)
+
+var silentReasons = []string{SilentNoView, SilentNoLease, SilentNoNode, SilentStaleView}
+
+// setSilent sets baremetal_agent_silent to reason ("": announcing).
+func (a *Agent) setSilent(reason string) {
+	for _, r := range silentReasons {
+		v := 0.0
+		if r == reason {
+			v = 1
+		}
+		a.metrics.Silent.WithLabelValues(r).Set(v)
+	}
 }
 
 // CountRequests wraps a client transport (rest.Config.Wrap) to count the

@@ -270,10 +270,19 @@ func transformNode(obj any) (any, error) {
 	return out, nil
 }
 
-// dropManagedFields is the transform of every other informer.
+// dropManagedFields is the transform of every other informer. It drops
+// them from a copy: the object handed in may be shared (a fake API's
+// watch hands out what it stores).
 func dropManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
+	m, ok := obj.(metav1.Object)
+	if !ok || len(m.GetManagedFields()) == 0 {
+		return obj, nil
 	}
-	return obj, nil
+	r, ok := obj.(runtime.Object)
+	if !ok {
+		return obj, nil
+	}
+	c := r.DeepCopyObject()
+	c.(metav1.Object).SetManagedFields(nil)
+	return c, nil
 }

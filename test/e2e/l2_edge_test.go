@@ -17,10 +17,8 @@ import (
 // The rows run on TestL2Faults' lab (see edgeRows).
 
 // edgeRows runs issue 12's rows on l, whose Service ip has a settled owner.
-func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind agentKind) {
+func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr) {
 	t.Run("edge: a crashed owner is replaced within a second with the API server unreachable", func(t *testing.T) {
-		kind.needModel(t)
-		pending(t, "with the API server blackholed the successor took 1.7-4.7 s (12:00-12:30 UTC, agent a37adda): it probes and decides on the agents' 1 s Lease-renewal tick while renewals fail")
 		p := l.neighborProbe(t, ip)
 		for i := range 3 {
 			r := l.edgeCrashTrial(ctx, t, ip, p)
@@ -31,7 +29,6 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind a
 	})
 
 	t.Run("edge: nothing new is decided without the API server", func(t *testing.T) {
-		kind.needModel(t)
 		owner := l.settledOwner(ctx, t, ip)
 		outage := l.cutAllFromAPI(t)
 		// The CCM still reaches the API server and gives the new Service
@@ -52,7 +49,6 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind a
 	})
 
 	t.Run("edge: an agent restarted during the outage changes nothing", func(t *testing.T) {
-		kind.needModel(t)
 		owner := l.settledOwner(ctx, t, ip)
 		var other *l2Node
 		for _, nd := range l.nodes {
@@ -77,16 +73,12 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind a
 		if other.agent.Exited() {
 			t.Errorf("%s's agent, restarted without the API server, exited instead of waiting for it:\n%s", other.name, other.agent.Logs())
 		}
-		if os.Getenv(pendingEnv) == "1" {
-			expectSilentForLackOfView(t, other)
-		}
+		expectSilentForLackOfView(t, other)
 		outage.end()
 		l.waitOwner(ctx, ip, 20*time.Second, owner)
 	})
 
 	t.Run("edge: the owner's agent restarted during the outage stays silent and its successor takes over", func(t *testing.T) {
-		kind.needModel(t)
-		pending(t, "a restarted agent logged nothing until the API server returned (its start blocks on the unreachable API server for longer than the outage), and the successor took 3.1 s (agent a37adda)")
 		owner := l.settledOwner(ctx, t, ip)
 		nd := l.node(owner)
 		p := l.neighborProbe(t, ip)
@@ -114,19 +106,6 @@ func edgeRows(ctx context.Context, t *testing.T, l *l2Lab, ip netip.Addr, kind a
 		outage.end()
 		l.waitOwner(ctx, ip, 20*time.Second, owner)
 	})
-}
-
-// pendingEnv runs the rows that the agents on main do not pass yet.
-const pendingEnv = "BAREMETAL_E2E_PENDING"
-
-// pending skips a row the agents on main are known to fail, saying how,
-// unless $BAREMETAL_E2E_PENDING is 1: main's make test stays green and the
-// finding stays in the test, one variable away.
-func pending(t *testing.T, finding string) {
-	t.Helper()
-	if os.Getenv(pendingEnv) != "1" {
-		t.Skipf("known to fail on main (set %s=1 to run): %s", pendingEnv, finding)
-	}
 }
 
 // expectSilentForLackOfView checks that nd's agent, started while the API
@@ -253,7 +232,7 @@ func TestL2EdgeBench(t *testing.T) {
 	l := newL2Lab(t, 3)
 	ip := l.createService(ctx, "edge-bench")
 	l.settledOwner(ctx, t, ip)
-	l.agentKind(ctx, t, ip).needModel(t)
+	l.expectModel(ctx, t, ip)
 	p := l.neighborProbe(t, ip)
 	var took []time.Duration
 	for i := range trials {

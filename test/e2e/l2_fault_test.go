@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
@@ -50,7 +49,7 @@ func TestL2Faults(t *testing.T) {
 	ip := l.createService(ctx, "faults")
 	owner := l.waitOwner(ctx, ip, 15*time.Second)
 	l.expectOnlyOwnerAnswers(ctx, t, ip, owner)
-	kind := l.agentKind(ctx, t, ip)
+	l.expectModel(ctx, t, ip)
 
 	t.Run("owner crash: link down and kill -9, another node answers within the bound", func(t *testing.T) {
 		p := l.neighborProbe(t, ip)
@@ -64,7 +63,6 @@ func TestL2Faults(t *testing.T) {
 	})
 
 	t.Run("owner agent kill -9 with the link up: the dead agent's node stops answering", func(t *testing.T) {
-		kind.needNoBinding(t)
 		owner := l.settledOwner(ctx, t, ip)
 		nd := l.node(owner)
 		p := l.neighborProbe(t, ip)
@@ -97,7 +95,6 @@ func TestL2Faults(t *testing.T) {
 	})
 
 	t.Run("a host service listening on all addresses of the owner is not reachable through the VIP", func(t *testing.T) {
-		kind.needNoBinding(t)
 		owner := l.settledOwner(ctx, t, ip)
 		nd := l.node(owner)
 		svc, err := nd.host.Start("sshd-stand-in", bins.Path("lab-echo"), "--name", "host-service-of-"+owner, "--listen", ":2222")
@@ -124,7 +121,6 @@ func TestL2Faults(t *testing.T) {
 	})
 
 	t.Run("owner cut off from the API server only: one node answers after settling", func(t *testing.T) {
-		kind.needYielding(t)
 		owner := l.settledOwner(ctx, t, ip)
 		nd := l.node(owner)
 		p := l.neighborProbe(t, ip)
@@ -186,7 +182,6 @@ func TestL2Faults(t *testing.T) {
 	})
 
 	t.Run("heartbeats between the owner and the other nodes lost: no takeover, never two answering", func(t *testing.T) {
-		kind.needModel(t)
 		owner := l.settledOwner(ctx, t, ip)
 		nd := l.node(owner)
 		p := l.neighborProbe(t, ip)
@@ -241,7 +236,6 @@ func TestL2Faults(t *testing.T) {
 	})
 
 	t.Run("forged and replayed heartbeats from the client change nothing", func(t *testing.T) {
-		kind.needModel(t)
 		owner := l.settledOwner(ctx, t, ip)
 		nd := l.node(owner)
 		// Real heartbeats, as the owner's link carries them.
@@ -273,70 +267,34 @@ func TestL2Faults(t *testing.T) {
 		}
 	})
 
-	edgeRows(ctx, t, l, ip, kind)
+	edgeRows(ctx, t, l, ip)
 }
 
-// heartbeatKeySecret is where the agents of issue 8's ownership model keep
-// their shared heartbeat key (created by the first agent when missing).
+// heartbeatKeySecret is where the agents keep their shared heartbeat key
+// (created by the first agent when missing).
 const heartbeatKeySecret = announce.HeartbeatSecretName
 
-// agentKind is what the agents under test implement, read from what they
-// do, so that a row needing a later agent is skipped, saying what it
-// needs, instead of failing for a reason the row is not about.
-type agentKind struct {
-	// binds: the owner holds its VIPs on an interface and its kernel
-	// answers for them (before DESIGN decision 6).
-	binds bool
-	// model: the agents keep a heartbeat key, which comes with issue 8's
-	// ownership model (membership vs liveness, authenticated heartbeats,
-	// takeover only after a probe finds the owner silent).
-	model bool
-}
-
-// agentKind looks at the owner of ip, and for the heartbeat key.
-func (l *l2Lab) agentKind(ctx context.Context, t *testing.T, ip netip.Addr) agentKind {
+// expectModel fails t unless the agents under test are issue 8's: the
+// owner of ip holds it on no interface (DESIGN decision 6), and the agents
+// keep a heartbeat key (authenticated heartbeats). A row that fails later
+// then fails for what it is about.
+func (l *l2Lab) expectModel(ctx context.Context, t *testing.T, ip netip.Addr) {
 	t.Helper()
-	held, err := l.heldOnInterfaces(ctx)
+	if ip.IsValid() {
+		held, err := l.heldOnInterfaces(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held[ip]) > 0 {
+			t.Fatalf("%s is held on an interface of %v: the agents under test bind VIPs", ip, held[ip])
+		}
+	}
+	err := lab.Eventually(ctx, 20*time.Second, 100*time.Millisecond, func() error {
+		_, err := l.c.Client.CoreV1().Secrets(agentNamespace).Get(ctx, heartbeatKeySecret, metav1.GetOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	k := agentKind{binds: len(held[ip]) > 0}
-	_, err = l.c.Client.CoreV1().Secrets(agentNamespace).Get(ctx, heartbeatKeySecret, metav1.GetOptions{})
-	switch {
-	case err == nil:
-		k.model = true
-	case !apierrors.IsNotFound(err):
-		t.Fatal(err)
-	}
-	t.Logf("agents under test: bind VIPs %t, heartbeat key %s/%s %t", k.binds, agentNamespace, heartbeatKeySecret, k.model)
-	return k
-}
-
-// needNoBinding skips a row that needs the agent of DESIGN decision 6.
-func (k agentKind) needNoBinding(t *testing.T) {
-	t.Helper()
-	if k.binds {
-		t.Skip("this agent binds the owner's VIPs to an interface (before DESIGN decision 6); this row needs the agent that answers ARP/NDP itself")
-	}
-}
-
-// needModel skips a row that needs issue 8's ownership model.
-func (k agentKind) needModel(t *testing.T) {
-	t.Helper()
-	if !k.model {
-		t.Skipf("the agents keep no heartbeat key (Secret %s/%s): this row needs issue 8's ownership model and authenticated heartbeats", agentNamespace, heartbeatKeySecret)
-	}
-}
-
-// needYielding skips a row that an owner must pass by yielding to a
-// successor that took its VIP over: the binding agent did (its kernel
-// stopped answering when it unbound), the agent of issue 8's model does;
-// the user-space responder without that model keeps answering beside the
-// successor (two MACs for as long as the owner is cut off).
-func (k agentKind) needYielding(t *testing.T) {
-	t.Helper()
-	if !k.binds && !k.model {
-		t.Skip("this agent answers ARP/NDP from user space but predates issue 8's ownership model: an owner cut off from the API server keeps answering beside its successor")
+		t.Fatalf("the agents keep no heartbeat key (Secret %s/%s): %v", agentNamespace, heartbeatKeySecret, err)
 	}
 }
 

@@ -47,7 +47,7 @@ func TestL2Fleet(t *testing.T) {
 `)
 	// Agents before issue 8's model renew their Lease every second and
 	// watch every agent's: the cost this test bounds.
-	l.agentKind(ctx, t, netip.Addr{}).needModel(t)
+	l.expectModel(ctx, t, netip.Addr{})
 	var ips []netip.Addr
 	for i := range fleetVIPs {
 		ips = append(ips, l.createService(ctx, fmt.Sprintf("fleet-%02d", i)))

@@ -54,6 +54,12 @@ type Cloud struct {
 	// replica that holds the leader lease; standbys export no pool gauges.
 	leading atomic.Bool
 
+	// Services waiting for an address, and how they are handed one as soon
+	// as it frees (handover.go).
+	waiting waitList
+	freed   chan struct{}
+	requeue atomic.Pointer[func(*v1.Service)]
+
 	// informersSet is closed by SetInformers, which the framework calls
 	// after Initialize.
 	informersSet chan struct{}
@@ -77,6 +83,7 @@ func New(cfg *config.Config) *Cloud {
 		alloc:        ipam.New(cfg.IPAMPools()),
 		seeded:       make(chan struct{}),
 		informersSet: make(chan struct{}),
+		freed:        make(chan struct{}, 1),
 		recorder:     &record.FakeRecorder{},
 	}
 	c.cfg.Store(cfg)
@@ -100,6 +107,7 @@ func (c *Cloud) Initialize(clientBuilder cloudprovider.ControllerClientBuilder, 
 		c.recorder = broadcaster.NewRecorder(scheme.Scheme, v1.EventSource{Component: "baremetal-cloud-provider"})
 	}
 	go c.seedWhenSynced(stop)
+	go c.handOnLoop(stop)
 	go c.watchConfig(stop)
 }
 

@@ -52,11 +52,14 @@ func runControllers(t *testing.T, client *fake.Clientset) *Cloud {
 	cloud.SetInformers(factory)
 	cloud.Initialize(fakeClientBuilder{client}, ctx.Done())
 
-	svcCtl, err := servicecontroller.New(cloud, client, factory.Core().V1().Services(), factory.Core().V1().Nodes(),
+	// As the CCM's main starts it: releases are handed on at once.
+	services := NewRequeuingServiceInformer(factory.Core().V1().Services())
+	svcCtl, err := servicecontroller.New(cloud, client, services, factory.Core().V1().Nodes(),
 		"test", utilfeature.DefaultFeatureGate)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cloud.SetRequeue(services.Requeue)
 	nodeCtl, err := nodecontroller.NewCloudNodeController(factory.Core().V1().Nodes(), client, cloud, time.Minute, 1, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +181,94 @@ func TestServiceControllerIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitIngress(t, client, "b", "192.0.2.10")
+}
+
+// eventCount is how many events (counting repeats) the Service has.
+func eventCount(t *testing.T, client *fake.Clientset, name string) int32 {
+	t.Helper()
+	evs, err := client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == name {
+			n += max(e.Count, 1)
+		}
+	}
+	return n
+}
+
+func hasEvent(t *testing.T, client *fake.Clientset, name, reason string) bool {
+	t.Helper()
+	evs, err := client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs.Items {
+		if e.InvolvedObject.Name == name && e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// A freed address goes to the oldest waiting Service at once, and only that
+// one is synced again: the others stay quiet.
+func TestFreedAddressHandedOnToOldestWaiter(t *testing.T) {
+	client := fake.NewClientset()
+	runControllers(t, client)
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour)
+	create := func(name string, age int) {
+		t.Helper()
+		s := lbService(name, func(s *v1.Service) { s.CreationTimestamp = metav1.NewTime(base.Add(time.Duration(age) * time.Minute)) })
+		if _, err := client.CoreV1().Services("default").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("a", 0)
+	waitIngress(t, client, "a", "192.0.2.10")
+	create("c", 1)
+	waitIngress(t, client, "c", "192.0.2.11")
+	// Created out of order: w-old is the oldest waiter.
+	for i, name := range []string{"w-3", "w-1", "w-old", "w-2"} {
+		create(name, []int{5, 3, 2, 4}[i])
+	}
+	for _, name := range []string{"w-old", "w-1", "w-2", "w-3"} {
+		if err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			return hasEvent(t, client, name, "SyncLoadBalancerFailed"), nil // the last of a failed sync's events
+		}); err != nil {
+			t.Fatalf("%s: no failure event", name)
+		}
+	}
+	before := map[string]int32{}
+	for _, name := range []string{"w-1", "w-2", "w-3"} {
+		before[name] = eventCount(t, client, name)
+	}
+
+	a, err := client.CoreV1().Services("default").Get(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Spec.Type = v1.ServiceTypeClusterIP
+	a.Status = v1.ServiceStatus{}
+	freed := time.Now()
+	if _, err := client.CoreV1().Services("default").Update(ctx, a, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitIngress(t, client, "w-old", "192.0.2.10")
+	// Without the hand-on, the waiter's next retry is the framework's
+	// (5 s before, a minute now).
+	if took := time.Since(freed); took > 2*time.Second {
+		t.Errorf("the freed address reached the waiting Service after %s", took)
+	}
+	time.Sleep(500 * time.Millisecond) // would a wrongly woken waiter have synced by now
+	for name, n := range before {
+		if got := eventCount(t, client, name); got != n {
+			t.Errorf("%s: %d events after the hand-on, %d before: a waiter that cannot be served was synced", name, got, n)
+		}
+	}
 }
 
 func TestCloudNodeControllerIntegration(t *testing.T) {

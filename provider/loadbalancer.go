@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 	cloudprovider "k8s.io/cloud-provider"
@@ -17,10 +16,6 @@ import (
 type loadBalancer Cloud
 
 var _ cloudprovider.LoadBalancer = (*loadBalancer)(nil)
-
-// exhaustedRetryDelay bounds how long a Service waiting on a full pool waits
-// after an address frees. The framework's own backoff would grow to 5 minutes.
-const exhaustedRetryDelay = 5 * time.Second
 
 var errNotSeeded = api.NewRetryError("the provider is still loading the addresses recorded in Service statuses; retrying", seedRetryDelay)
 
@@ -58,15 +53,21 @@ func (lb *loadBalancer) EnsureLoadBalancer(ctx context.Context, clusterName stri
 	}
 	a, err := c.alloc.Allocate(req)
 	if err != nil {
-		if errors.Is(err, ipam.ErrPoolExhausted) {
-			// Retry on a short fixed delay so the Service gets an address
-			// soon after one frees, not after minutes of backoff.
-			allocations.WithLabelValues("exhausted").Inc()
-			return nil, api.NewRetryError(err.Error(), exhaustedRetryDelay)
+		if errors.Is(err, ipam.ErrPoolExhausted) || errors.Is(err, ipam.ErrAddressInUse) {
+			// Only a release cures this: wait for one (handover.go), on a
+			// fixed delay rather than the framework's backoff to 5 minutes.
+			c.waiting.add(req.Key, req.Created)
+			if errors.Is(err, ipam.ErrPoolExhausted) {
+				allocations.WithLabelValues("exhausted").Inc()
+			} else {
+				allocations.WithLabelValues("failed").Inc()
+			}
+			return nil, api.NewRetryError(err.Error()+"; the Service gets an address as soon as one is released", c.retryDelay())
 		}
 		allocations.WithLabelValues("failed").Inc()
 		return nil, err
 	}
+	c.waiting.remove(req.Key)
 	allocations.WithLabelValues("ok").Inc()
 	klog.FromContext(ctx).V(2).Info("Load balancer ensured", "service", klog.KObj(svc), "pool", a.Pool, "ips", a.IPs)
 	return statusFor(a), nil
@@ -85,7 +86,9 @@ func (lb *loadBalancer) EnsureLoadBalancerDeleted(ctx context.Context, clusterNa
 	if !c.isSeeded() {
 		return errNotSeeded
 	}
+	c.waiting.remove(serviceKey(svc))
 	c.alloc.Release(serviceKey(svc))
+	c.addressesFreed()
 	klog.FromContext(ctx).V(2).Info("Load balancer addresses released", "service", klog.KObj(svc))
 	return nil
 }

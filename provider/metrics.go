@@ -20,6 +20,9 @@ var (
 	poolInUseDesc = metrics.NewDesc("baremetal_pool_addresses_in_use",
 		"Addresses of a pool held by Services, by family.", []string{"pool", "family"}, nil, metrics.ALPHA, "")
 
+	waitingDesc = metrics.NewDesc("baremetal_services_waiting_for_address",
+		"LoadBalancer Services waiting for a release: their pool is full or the address they ask for is held.", nil, nil, metrics.ALPHA, "")
+
 	registerOnce sync.Once
 	// metricsCloud is the provider whose pools are reported; the process has one.
 	metricsCloud atomic.Pointer[Cloud]
@@ -32,6 +35,7 @@ type poolCollector struct{ metrics.BaseStableCollector }
 func (*poolCollector) DescribeWithStability(ch chan<- *metrics.Desc) {
 	ch <- poolSizeDesc
 	ch <- poolInUseDesc
+	ch <- waitingDesc
 }
 
 // CollectWithStability reports nothing on a standby replica: its allocator
@@ -47,6 +51,7 @@ func (*poolCollector) CollectWithStability(ch chan<- metrics.Metric) {
 		ch <- metrics.NewLazyConstMetric(poolSizeDesc, metrics.GaugeValue, s.Size, s.Pool, fam)
 		ch <- metrics.NewLazyConstMetric(poolInUseDesc, metrics.GaugeValue, float64(s.InUse), s.Pool, fam)
 	}
+	ch <- metrics.NewLazyConstMetric(waitingDesc, metrics.GaugeValue, float64(c.waiting.len()))
 }
 
 func registerMetrics(c *Cloud) {

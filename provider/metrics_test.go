@@ -28,7 +28,7 @@ func TestPoolGaugesOnlyFromTheLeader(t *testing.T) {
 		}
 		var names []string
 		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "baremetal_pool_") {
+			if strings.HasPrefix(mf.GetName(), "baremetal_pool_") || mf.GetName() == "baremetal_services_waiting_for_address" {
 				names = append(names, mf.GetName())
 			}
 		}
@@ -43,7 +43,7 @@ func TestPoolGaugesOnlyFromTheLeader(t *testing.T) {
 	client := fake.NewClientset()
 	cloud.SetInformers(informers.NewSharedInformerFactory(client, 0))
 	cloud.Initialize(fakeClientBuilder{client}, ctx.Done()) // what winning the lease does
-	if got := gauges(); got != "baremetal_pool_addresses_in_use,baremetal_pool_addresses_total" {
+	if got := gauges(); got != "baremetal_pool_addresses_in_use,baremetal_pool_addresses_total,baremetal_services_waiting_for_address" {
 		t.Fatalf("leader exports %q, want both pool gauges", got)
 	}
 }

@@ -90,6 +90,7 @@ func (c *Cloud) applyConfig(data []byte) {
 	c.cfg.Store(cfg)
 	klog.InfoS("Applied the changed cloud-config", "path", c.configPath, "pools", len(cfg.Pools), "orphanedAddresses", len(orphans))
 	c.warnOrphans(orphans)
+	c.addressesFreed() // a pool may have grown
 }
 
 // warnOrphans tells the owners of addresses that left every pool that they

@@ -5,7 +5,6 @@ package main
 
 import (
 	"fmt"
-	"maps"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -82,11 +81,6 @@ func holdDefaults(fs *pflag.FlagSet) error {
 		f.DefValue = value
 	}
 	return nil
-}
-
-// controllerInitializers copies the framework's map before anyone edits it.
-func controllerInitializers() map[string]app.ControllerInitFuncConstructor {
-	return maps.Clone(app.DefaultInitFuncConstructors)
 }
 
 // initCloud builds the provider. A bad cloud-config ends the process at once,

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	cloudprovider "k8s.io/cloud-provider"
+	"k8s.io/cloud-provider/app"
+	cloudcontrollerconfig "k8s.io/cloud-provider/app/config"
+	servicecontroller "k8s.io/cloud-provider/controllers/service"
+	"k8s.io/cloud-provider/names"
+	controllermanagerapp "k8s.io/controller-manager/app"
+	"k8s.io/controller-manager/controller"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/provider"
+)
+
+// controllerInitializers copies the framework's map before editing it, and
+// starts the service controller our way (startServiceController).
+func controllerInitializers() map[string]app.ControllerInitFuncConstructor {
+	inits := make(map[string]app.ControllerInitFuncConstructor, len(app.DefaultInitFuncConstructors))
+	for name, c := range app.DefaultInitFuncConstructors {
+		inits[name] = c
+	}
+	svc := inits[names.ServiceLBController]
+	svc.Constructor = startServiceController
+	inits[names.ServiceLBController] = svc
+	return inits
+}
+
+// startServiceController is the framework's own start-up of its service
+// controller (k8s.io/cloud-provider/app/core.go) with one difference: the
+// controller gets the Service informer through provider.RequeuingServiceInformer,
+// so the provider can put a Service back on the controller's queue the moment
+// an address it waits for is released.
+func startServiceController(initContext app.ControllerInitContext, completed *cloudcontrollerconfig.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
+	return func(ctx context.Context, cc controllermanagerapp.ControllerContext) (controller.Interface, bool, error) {
+		services := provider.NewRequeuingServiceInformer(completed.SharedInformers.Core().V1().Services())
+		sc, err := servicecontroller.New(
+			cloud,
+			completed.ClientBuilder.ClientOrDie(initContext.ClientName),
+			services,
+			completed.SharedInformers.Core().V1().Nodes(),
+			completed.ComponentConfig.KubeCloudShared.ClusterName,
+			utilfeature.DefaultFeatureGate,
+		)
+		if err != nil {
+			return nil, false, fmt.Errorf("starting the service controller: %w", err)
+		}
+		if bm, ok := cloud.(*provider.Cloud); ok {
+			bm.SetRequeue(services.Requeue)
+		}
+		go sc.Run(ctx, int(completed.ComponentConfig.ServiceController.ConcurrentServiceSyncs), cc.ControllerManagerMetrics)
+		return nil, true, nil
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,20 @@ func TestRunning(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	pid := cmd.Process.Pid
+	// Start returns once the child has replaced its memory, which can be
+	// before the kernel has set up its new argv: until then cmdline reads
+	// empty. Wait for it rather than race it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if string(b) == "sleep\x0030\x00" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/proc/%d/cmdline = %q after 5s, want sleep 30", pid, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	tests := []struct {
 		name string
 		pid  int

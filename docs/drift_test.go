@@ -1,6 +1,9 @@
 package docs
 
 import (
+	"reflect"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -72,4 +75,44 @@ func sourceMatches(t *testing.T, pattern, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestConfigurationIsComplete: every field of the cloud-config has a row or
+// a mention in configuration.md, read from the loader's own types.
+func TestConfigurationIsComplete(t *testing.T) {
+	data, err := os.ReadFile("configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields []string
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		// A Selector is a Kubernetes label selector, documented as one.
+		if typ.Kind() != reflect.Struct || typ.PkgPath() != reflect.TypeFor[config.Config]().PkgPath() || typ == reflect.TypeFor[config.Selector]() {
+			return
+		}
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			fields = append(fields, path+name)
+			walk(path+name+".", f.Type)
+		}
+	}
+	walk("", reflect.TypeFor[config.Config]())
+	if len(fields) < 40 {
+		t.Errorf("found only %d cloud-config fields (%v): has the config moved?", len(fields), fields)
+	}
+	for _, f := range fields {
+		// A field is named in backticks, alone or at the end of a path
+		// (`holdTime`, `peers[].holdTime`, `bgp.asn`, `pools[]`).
+		name := f[strings.LastIndex(f, ".")+1:]
+		if !regexp.MustCompile("`([^`\\s]*[.\\]])?" + regexp.QuoteMeta(name) + "(\\[\\])?`").Match(data) {
+			t.Errorf("cloud-config field %s is not documented in docs/configuration.md", f)
+		}
+	}
 }

@@ -765,8 +765,13 @@ func (a *Agent) reportApplied() {
 	for _, an := range a.l2.Announced() {
 		cur[an.Addr] = applied{Mode: config.ModeLayer2, Interface: an.Interface, Services: a.servicesOf(an.Addr)}
 	}
-	for ip, peers := range a.bgpApplied {
-		cur[ip] = applied{Mode: config.ModeBGP, Peers: peers, Services: a.servicesOf(ip)}
+	if len(a.bgpApplied) > 0 {
+		up := establishedPeers(a.bgp.Peers())
+		for ip, peers := range a.bgpApplied {
+			if took := carriedBy(peers, up); len(took) > 0 {
+				cur[ip] = applied{Mode: config.ModeBGP, Peers: took, Services: a.servicesOf(ip)}
+			}
+		}
 	}
 	changes := diffApplied(a.applied, cur)
 	if len(changes) == 0 {

@@ -86,6 +86,7 @@ type fakeBGP struct {
 	mu    sync.Mutex
 	ads   [][]BGPAdvertisement
 	calls []string // Stop, Detach
+	peers []bgp.PeerStatus
 }
 
 func (f *fakeBGP) Apply(_ context.Context, _ []config.Peer, ads []BGPAdvertisement) error {
@@ -94,7 +95,18 @@ func (f *fakeBGP) Apply(_ context.Context, _ []config.Peer, ads []BGPAdvertiseme
 	f.ads = append(f.ads, ads)
 	return nil
 }
-func (f *fakeBGP) Peers() []bgp.PeerStatus { return nil }
+func (f *fakeBGP) Peers() []bgp.PeerStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.peers)
+}
+
+// setPeers sets the sessions' states the fake reports.
+func (f *fakeBGP) setPeers(peers ...bgp.PeerStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.peers = peers
+}
 func (f *fakeBGP) Stop(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -98,6 +98,9 @@ const (
 // where an operator looking at the node finds it: Warning for errors and
 // downs, naming the peer, its address and the likely cause.
 func (a *Agent) onBGPEvent(ev bgp.Event) {
+	if ev.Kind == bgp.EventSessionUp || ev.Kind == bgp.EventSessionDown {
+		a.requestReport() // the peers that carry each VIP changed
+	}
 	if a.recorder == nil {
 		return
 	}
@@ -159,4 +162,29 @@ func (a *Agent) leaveBGP(ctx context.Context) error {
 	}
 	a.log.Info("The node is leaving (cordoned, drained, excluded or deleted): withdrawing every BGP path")
 	return a.bgp.Stop(ctx)
+}
+
+// establishedPeers names the peers whose session is up.
+func establishedPeers(peers []bgp.PeerStatus) map[string]bool {
+	up := map[string]bool{}
+	for _, p := range peers {
+		if p.Established() {
+			up[p.Name] = true
+		}
+	}
+	return up
+}
+
+// carriedBy returns the planned peers of a path that carry it now: those
+// whose session is up. A path no peer carries is not announced, so the
+// Announcing event waits for the first session and names only those up; a
+// peer that comes up later brings a new Announcing event naming it too.
+func carriedBy(planned []string, up map[string]bool) []string {
+	var out []string
+	for _, p := range planned {
+		if up[p] {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
@@ -95,5 +96,116 @@ func TestAgentShutdownRestartOrRemoval(t *testing.T) {
 				t.Errorf("BGP plane calls %v, want [%s]", h.bgp.calls, tt.want)
 			}
 		})
+	}
+}
+
+const announcingConfig = `
+bgp:
+  asn: 64512
+  peers:
+    - {name: tor-a, address: 198.51.100.1, asn: 64500}
+    - {name: tor-b, address: 198.51.100.2, asn: 64500}
+    - {name: tor-r2, address: 198.51.100.3, asn: 64500, nodeSelector: {matchLabels: {rack: r2}}}
+pools:
+  - name: wan
+    mode: bgp
+    addresses: [203.0.113.0/24]
+`
+
+// Announcing names the peers that carry the path: none before a session
+// is up (tor-r2 never: it does not peer with this node), each peer as its
+// session comes up, and Withdrawn once the last one goes down.
+func TestAgentAnnouncingNamesEstablishedPeers(t *testing.T) {
+	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "203.0.113.10")
+	h := newHarnessWithConfig(t, "node-b", announcingConfig, testNode("node-b", "192.0.2.202"), svc)
+	h.start()
+	vip := netip.MustParseAddr("203.0.113.10")
+	deadline := time.Now().Add(20 * time.Second)
+	for !h.appliedBGP(vip) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the speaker was never given %s", vip)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tor := func(name, addr, state string) bgp.PeerStatus {
+		return bgp.PeerStatus{Name: name, Address: netip.MustParseAddr(addr), State: state}
+	}
+	up := func(peers ...bgp.PeerStatus) {
+		h.bgp.setPeers(peers...)
+		h.agent.onBGPEvent(bgp.Event{Kind: bgp.EventSessionUp, Peer: peers[0].Name, Address: peers[0].Address})
+	}
+	down := func(peers ...bgp.PeerStatus) {
+		h.bgp.setPeers(peers...)
+		h.agent.onBGPEvent(bgp.Event{Kind: bgp.EventSessionDown, Peer: peers[0].Name, Address: peers[0].Address})
+	}
+
+	// No session up: the path is handed to the speaker but not announced.
+	h.agent.requestReport()
+	if got := h.nextEvent(ReasonAnnouncing, ReasonBGPSessionUp); got != "" {
+		t.Fatalf("event %q before any session was up", got)
+	}
+	up(tor("tor-a", "198.51.100.1", "established"), tor("tor-b", "198.51.100.2", "active"))
+	if e := h.waitEvent(ReasonAnnouncing); !strings.HasSuffix(e, "Announcing 203.0.113.10 from node node-b to peers tor-a (bgp)") {
+		t.Errorf("first Announcing %q: want tor-a only", e)
+	}
+	h.waitAnnouncedBGP(1)
+	up(tor("tor-b", "198.51.100.2", "established"), tor("tor-a", "198.51.100.1", "established"))
+	if e := h.waitEvent(ReasonAnnouncing); !strings.HasSuffix(e, "to peers tor-a, tor-b (bgp)") {
+		t.Errorf("Announcing once tor-b is up %q: want tor-a, tor-b", e)
+	}
+	down(tor("tor-a", "198.51.100.1", "active"), tor("tor-b", "198.51.100.2", "active"))
+	if e := h.waitEvent(ReasonWithdrawn); !strings.HasSuffix(e, "stopped announcing 203.0.113.10 to peers tor-a, tor-b (bgp)") {
+		t.Errorf("Withdrawn %q", e)
+	}
+	h.waitAnnouncedBGP(0)
+}
+
+// waitAnnouncedBGP waits for the announced-VIPs metric of bgp to be want.
+func (h *harness) waitAnnouncedBGP(want float64) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := testutil.ToFloat64(h.metrics.AnnouncedVIPs.WithLabelValues("bgp"))
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Errorf("announced bgp VIPs %v, want %v", got, want)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// appliedBGP reports whether the last Apply advertised vip.
+func (h *harness) appliedBGP(vip netip.Addr) bool {
+	h.bgp.mu.Lock()
+	defer h.bgp.mu.Unlock()
+	if len(h.bgp.ads) == 0 {
+		return false
+	}
+	for _, ad := range h.bgp.ads[len(h.bgp.ads)-1] {
+		if ad.VIP == vip {
+			return true
+		}
+	}
+	return false
+}
+
+// nextEvent returns the first event with one of reasons recorded within a
+// second, or "" if none is.
+func (h *harness) nextEvent(reasons ...string) string {
+	timeout := time.After(time.Second)
+	for {
+		select {
+		case e := <-h.events.Events:
+			for _, r := range reasons {
+				if strings.Contains(e, " "+r+" ") {
+					return e
+				}
+			}
+		case <-timeout:
+			return ""
+		}
 	}
 }

@@ -67,8 +67,7 @@ type Cloud struct {
 	synced       cache.InformerSynced
 	recorder     record.EventRecorder
 
-	configPath string // followed for live reload; see WatchConfigFile
-	configData []byte // the file's content when last applied
+	configWatch *config.Watch // the cloud-config file followed; see WatchConfigFile
 }
 
 var (

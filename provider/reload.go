@@ -1,8 +1,6 @@
 package provider
 
 import (
-	"bytes"
-	"os"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -16,9 +14,8 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
 )
 
-// ConfigPollInterval is how often the cloud-config file is checked. A
-// ConfigMap volume is updated by an atomic symlink swap, which a content
-// comparison catches however the file was replaced.
+// ConfigPollInterval is how often the cloud-config file is checked
+// (config.Watch says how).
 const ConfigPollInterval = 2 * time.Second
 
 var (
@@ -43,52 +40,35 @@ func init() {
 // at path once it leads. Call it right after building the provider from that
 // file: what is there now is taken as the config in force.
 func (c *Cloud) WatchConfigFile(path string) {
-	c.configPath = path
-	c.configData, _ = os.ReadFile(path) // unreadable now: the first good read applies
+	c.configWatch = config.NewWatch(path)
 }
 
-// watchConfig polls the file until stop. The first check runs at once, so
+// watchConfig follows the file until stop. The first check runs at once, so
 // a replica that waited long as a standby leads with the current file.
 func (c *Cloud) watchConfig(stop <-chan struct{}) {
-	if c.configPath == "" {
+	if c.configWatch == nil {
 		return
 	}
-	last := c.configData
-	t := time.NewTicker(ConfigPollInterval)
-	defer t.Stop()
-	for {
-		data, err := os.ReadFile(c.configPath)
-		switch {
-		case err != nil:
-			klog.ErrorS(err, "Cannot read the cloud-config; keeping the one in force", "path", c.configPath)
-		case !bytes.Equal(data, last):
-			last = data
-			c.applyConfig(data)
-		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-	}
+	c.configWatch.Run(contextFrom(stop), ConfigPollInterval, nil, c.applyConfig)
 }
 
-// applyConfig validates and installs a new file. An invalid file changes
-// nothing; a valid one never moves an address in use (decision 1).
-func (c *Cloud) applyConfig(data []byte) {
-	cfg, err := config.Parse(data)
+// applyConfig installs a changed file, or records why it was refused. An
+// invalid file changes nothing; a valid one never moves an address in use
+// (decision 1).
+func (c *Cloud) applyConfig(cfg *config.Config, err error) {
+	path := c.configWatch.Path()
 	if err != nil {
 		reloadFailures.Inc()
 		reloadSuccess.Set(0)
-		klog.ErrorS(err, "Refusing the changed cloud-config; the previous one stays in force", "path", c.configPath)
+		klog.ErrorS(err, "Refusing the changed cloud-config; the previous one stays in force", "path", path)
 		c.recorder.Eventf(c.eventTarget(), v1.EventTypeWarning, EventInvalidConfig,
-			"The changed cloud-config %s was refused and the previous one stays in force: %v", c.configPath, err)
+			"The changed cloud-config %s was refused and the previous one stays in force: %v", path, err)
 		return
 	}
 	reloadSuccess.Set(1)
 	orphans := c.alloc.SetPools(cfg.IPAMPools())
 	c.cfg.Store(cfg)
-	klog.InfoS("Applied the changed cloud-config", "path", c.configPath, "pools", len(cfg.Pools), "orphanedAddresses", len(orphans))
+	klog.InfoS("Applied the changed cloud-config", "path", path, "pools", len(cfg.Pools), "orphanedAddresses", len(orphans))
 	c.warnOrphans(orphans)
 	c.addressesFreed() // a pool may have grown
 }

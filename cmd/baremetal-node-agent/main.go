@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +33,7 @@ func run(o options) error {
 	if o.cloudConfig == "" {
 		return errors.New("--cloud-config is required")
 	}
-	cfg, err := config.Load(o.cloudConfig)
+	cfg, watch, err := config.LoadAndWatch(o.cloudConfig)
 	if err != nil {
 		return err
 	}
@@ -73,7 +72,15 @@ func run(o options) error {
 		return err
 	}
 	if o.reloadInterval > 0 {
-		go watchConfig(ctx, o.cloudConfig, o.reloadInterval, agent)
+		go watch.Run(ctx, o.reloadInterval, nil, func(cfg *config.Config, err error) {
+			if err != nil {
+				log.Error(err, "The changed cloud-config is invalid; keeping the previous one", "path", o.cloudConfig)
+				agent.RejectConfig(o.cloudConfig, err)
+				return
+			}
+			log.Info("Loaded the changed cloud-config", "path", o.cloudConfig)
+			agent.SetConfig(cfg)
+		})
 	}
 	for _, w := range cfg.Warnings {
 		log.Info("Warning: the cloud-config loads but is probably not what was meant", "path", o.cloudConfig, "finding", w.Error())
@@ -124,33 +131,4 @@ func serve(ctx context.Context, addr, pattern string, h http.Handler) error {
 		}
 	}()
 	return nil
-}
-
-// watchConfig re-reads the cloud-config when its content changes (a
-// ConfigMap update). A file that does not load keeps the old config.
-func watchConfig(ctx context.Context, path string, every time.Duration, agent *announce.Agent) {
-	log := klog.FromContext(ctx)
-	last, _ := os.ReadFile(path)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		data, err := os.ReadFile(path)
-		if err != nil || bytes.Equal(data, last) {
-			continue
-		}
-		last = data
-		cfg, err := config.Parse(data)
-		if err != nil {
-			log.Error(err, "The changed cloud-config is invalid; keeping the previous one", "path", path)
-			agent.RejectConfig(path, err)
-			continue
-		}
-		log.Info("Loaded the changed cloud-config", "path", path)
-		agent.SetConfig(cfg)
-	}
 }

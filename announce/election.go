@@ -2,6 +2,7 @@ package announce
 
 import (
 	"bytes"
+	"container/heap"
 	"crypto/sha256"
 	"net/netip"
 	"slices"
@@ -49,4 +50,55 @@ func Rank(ip netip.Addr, cands []Candidate) []Candidate {
 		out[i] = ss[i].Candidate
 	}
 	return out
+}
+
+// ranking yields the candidates of a VIP in Rank's order, the owner first,
+// ordering only as many as are read: a heap built in O(n), then O(log n)
+// per candidate. The planner reads the owner and a few successors of a
+// VIP, so it does not sort all members (at 5,000 members a full sort per
+// VIP was most of a planner run). Among equal weights (only equal node
+// names can tie) the smaller name comes first, as Rank of a name-sorted
+// list has it.
+type ranking []rankedCandidate
+
+type rankedCandidate struct {
+	Candidate
+	s [sha256.Size]byte
+}
+
+func newRanking(ip netip.Addr, cands []Candidate) *ranking {
+	r := make(ranking, len(cands))
+	for i, c := range cands {
+		r[i] = rankedCandidate{c, score(c.Node, ip)}
+	}
+	heap.Init(&r)
+	return &r
+}
+
+// next returns the next candidate in rank order; false when none is left.
+func (r *ranking) next() (Candidate, bool) {
+	if len(*r) == 0 {
+		return Candidate{}, false
+	}
+	return heap.Pop(r).(rankedCandidate).Candidate, true
+}
+
+func (r ranking) Len() int { return len(r) }
+func (r ranking) Less(i, j int) bool {
+	a, b := r[i], r[j]
+	if a.Draining != b.Draining {
+		return !a.Draining
+	}
+	if c := bytes.Compare(a.s[:], b.s[:]); c != 0 {
+		return c > 0
+	}
+	return a.Node < b.Node
+}
+func (r ranking) Swap(i, j int) { r[i], r[j] = r[j], r[i] }
+func (r *ranking) Push(x any)   { *r = append(*r, x.(rankedCandidate)) }
+func (r *ranking) Pop() any {
+	old := *r
+	x := old[len(old)-1]
+	*r = old[:len(old)-1]
+	return x
 }

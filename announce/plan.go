@@ -125,8 +125,9 @@ type Plan struct {
 	// successors of every layer-2 VIP this node is owner or successor of,
 	// and silent members ranked above it (to hear them return).
 	Heartbeat map[string]netip.Addr
-	// Owners is the layer-2 owner of every layer-2 VIP as this agent
-	// sees it ("" when no member is eligible).
+	// Owners is the layer-2 owner, as this agent sees it, of every
+	// layer-2 VIP this node is eligible for ("" when no member is
+	// eligible). VIPs it cannot serve are not ranked and not listed.
 	Owners map[netip.Addr]string
 	// Probes to send now.
 	Probes []ProbeRequest
@@ -176,19 +177,29 @@ func Decide(in PlanInput) Plan {
 }
 
 // planL2 elects the owner of one layer-2 VIP and records what this node
-// does about it.
+// does about it. A VIP this node cannot serve is skipped before any
+// ranking: it can never be its owner nor a successor, so nothing in the
+// plan depends on it (in a cluster of many segments that is most VIPs).
+// The others are ranked lazily: only the head of the ranking, down to
+// the last successor, is ordered, not every member.
 func (in PlanInput) planL2(p *Plan, v *VIPView, members map[string]AgentInfo) {
-	ranked := Rank(v.IP, Eligible(*v, in.Nodes, members))
+	if !eligible(*v, in.Self, in.Nodes, in.SelfInfo) {
+		return
+	}
+	ranking := newRanking(v.IP, eligibleCandidates(*v, in.Nodes, members))
 	probe, probed := in.Probes[v.IP]
 	var (
 		owner    string
 		ownerIdx = -1
 		selfIdx  = -1
-		skipped  []string // proven down, ahead of the owner; still watched, to hear them return
-		group    []string // owner and successors
+		ranked   []Candidate // the head of the ranking, as far as it was read
+		skipped  []string    // proven down, ahead of the owner; still watched, to hear them return
+		group    []string    // owner and successors
 	)
 	upSuccessors := 0
-	for i, c := range ranked {
+	for c, ok := ranking.next(); ok; c, ok = ranking.next() {
+		i := len(ranked)
+		ranked = append(ranked, c)
 		state := Up
 		if c.Node == in.Self {
 			selfIdx = i

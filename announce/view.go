@@ -84,27 +84,38 @@ type VIPView struct {
 }
 
 // Eligible returns the candidates for v among members, the agents with a
-// Lease and what they published: the node matches the pool's
-// nodeSelector, is not excluded, serves every Local Service of the address
-// and (layer 2) has an interface up for the pool. Liveness is not judged
-// here: the planner does that on the ranked list.
+// Lease and what they published, sorted by name: the node matches the
+// pool's nodeSelector, is not excluded, serves every Local Service of the
+// address and (layer 2) has an interface up for the pool. Liveness is not
+// judged here: the planner does that on the ranked list.
 func Eligible(v VIPView, nodes map[string]NodeView, members map[string]AgentInfo) []Candidate {
-	var out []Candidate
-	for name, info := range members {
-		n, ok := nodes[name]
-		if !ok || n.Excluded || !v.Pool.AdmitsNode(n.Labels) {
-			continue
-		}
-		if v.LocalNodes != nil && !v.LocalNodes[name] {
-			continue
-		}
-		if v.Pool.Mode == config.ModeLayer2 && slices.Contains(info.UnreadyPools, v.Pool.Name) {
-			continue
-		}
-		out = append(out, Candidate{Node: name, Draining: n.Draining})
-	}
+	out := eligibleCandidates(v, nodes, members)
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out
+}
+
+// eligibleCandidates is Eligible in no particular order.
+func eligibleCandidates(v VIPView, nodes map[string]NodeView, members map[string]AgentInfo) []Candidate {
+	var out []Candidate
+	for name, info := range members {
+		if eligible(v, name, nodes, info) {
+			out = append(out, Candidate{Node: name, Draining: nodes[name].Draining})
+		}
+	}
+	return out
+}
+
+// eligible reports whether the member name, which published info, may
+// announce v.
+func eligible(v VIPView, name string, nodes map[string]NodeView, info AgentInfo) bool {
+	n, ok := nodes[name]
+	if !ok || n.Excluded || !v.Pool.AdmitsNode(n.Labels) {
+		return false
+	}
+	if v.LocalNodes != nil && !v.LocalNodes[name] {
+		return false
+	}
+	return v.Pool.Mode != config.ModeLayer2 || !slices.Contains(info.UnreadyPools, v.Pool.Name)
 }
 
 // serviceKey names a Service as "namespace/name".

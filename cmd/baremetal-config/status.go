@@ -200,7 +200,9 @@ func collect(ctx context.Context, client kubernetes.Interface, cfg *config.Confi
 	vips := announce.BuildVIPs(cfg, svcs, func(key string) map[string]int { return ready[key] })
 
 	// The planner of each member: the layer-2 owners are the same from
-	// every member's point of view; the BGP advertisements are its own.
+	// the point of view of every member eligible for the VIP (a planner
+	// ranks only the VIPs its node could serve); the BGP advertisements
+	// are its own.
 	owners := map[netip.Addr]string{}
 	bgpBy := map[netip.Addr][]string{}
 	names := make([]string, 0, len(members))
@@ -208,12 +210,14 @@ func collect(ctx context.Context, client kubernetes.Interface, cfg *config.Confi
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for i, self := range names {
+	for _, self := range names {
 		plan := announce.Decide(announce.PlanInput{
 			Config: cfg, Self: self, SelfInfo: members[self], Nodes: nodes, VIPs: vips, Members: members, Now: clk.Now(),
 		})
-		if i == 0 {
-			owners = plan.Owners
+		for ip, o := range plan.Owners {
+			if _, seen := owners[ip]; !seen || owners[ip] == "" {
+				owners[ip] = o
+			}
 		}
 		for _, ad := range plan.BGP {
 			bgpBy[ad.VIP] = append(bgpBy[ad.VIP], self)

@@ -5,7 +5,9 @@
 // A block marked ```console doctest runs here, with the repository's
 // baremetal-config and the cached helm and kubectl (make deps) on PATH;
 // ```console doctest-lab needs an API server and runs in the lab
-// (go test -tags lab ./docs, root). In a block, "$ " starts a command
+// (go test -tags lab ./docs, root), after any hidden setup commands above
+// it (<!-- doctest-lab setup: COMMAND -->, for what an installed cluster
+// has and the lab's does not). In a block, "$ " starts a command
 // (a trailing backslash continues it on the next line) and the lines after
 // it, if any, are its expected output (stdout and stderr, exactly, trailing
 // spaces aside). Every command must succeed, unless the next one is
@@ -36,6 +38,11 @@ const (
 	markOffline = "doctest"
 	markLab     = "doctest-lab"
 )
+
+// labSetupPrefix starts an HTML comment, alone on its line, holding a
+// command the lab runs before the page's next ones without showing it:
+// <!-- doctest-lab setup: kubectl create namespace baremetal-system -->
+const labSetupPrefix = "<!-- doctest-lab setup: "
 
 // command is one "$ " line of a block and the output the page shows for it.
 type command struct {
@@ -77,6 +84,16 @@ func parse(file string, data []byte) ([]command, error) {
 			continue
 		}
 		if !in {
+			// A hidden setup command: what the page takes for granted
+			// on an installed cluster (a namespace, a file), run in the
+			// lab in page order but not shown.
+			if rest, ok := strings.CutPrefix(trimmed, labSetupPrefix); ok {
+				text, ok := strings.CutSuffix(rest, " -->")
+				if !ok {
+					return nil, fmt.Errorf("%s:%d: a doc-test setup comment must end with \" -->\" on its line", file, n)
+				}
+				cmds = append(cmds, command{file: file, line: n, lab: true, text: strings.TrimSpace(text)})
+			}
 			continue
 		}
 		text := strings.TrimPrefix(line, indent)

@@ -25,6 +25,15 @@ func TestParse(t *testing.T) {
 				{line: 16, lab: true, text: "e"},
 			},
 		},
+		{
+			name: "hidden lab setup",
+			page: "<!-- doctest-lab setup: kubectl create namespace x -->\n```console doctest-lab\n$ a\n```\n<!-- a comment -->\n",
+			want: []command{
+				{line: 1, lab: true, text: "kubectl create namespace x"},
+				{line: 3, lab: true, text: "a"},
+			},
+		},
+		{name: "setup comment not closed", page: "<!-- doctest-lab setup: a\n-->\n", wantErr: "p.md:1: a doc-test setup comment must end"},
 		{name: "misspelt mark", page: "```console doctests\n$ a\n```\n", wantErr: `p.md:1: unknown doc-test mark "doctests"`},
 		{name: "not a console block", page: "```sh doctest\na\n```\n", wantErr: "p.md:1: a doc-test block must be a console block"},
 		{name: "output first", page: "```console doctest\nout\n```\n", wantErr: "p.md:2: output before the first command"},

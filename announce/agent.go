@@ -34,6 +34,7 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bind"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/heartbeat"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -215,7 +216,7 @@ func (a *Agent) RejectConfig(path string, err error) {
 	a.metrics.ReloadFailures.Inc()
 	a.metrics.ReloadSuccess.Set(0)
 	a.recorder.Eventf(&v1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: a.node, UID: types.UID(a.node)},
-		v1.EventTypeWarning, ReasonInvalidConfig,
+		v1.EventTypeWarning, apicontract.ReasonInvalidConfig,
 		"The changed cloud-config %s was refused and the previous one stays in force: %v", path, err)
 }
 
@@ -818,7 +819,7 @@ func (a *Agent) onL2Change(c l2.Change) {
 	svcs := a.vipServices[c.Addr]
 	a.svcMu.Unlock()
 	for _, svc := range svcs {
-		a.recorder.Eventf(svc, v1.EventTypeWarning, ReasonAnnounceConflict,
+		a.recorder.Eventf(svc, v1.EventTypeWarning, apicontract.ReasonAnnounceConflict,
 			"Node %s does not answer for %s: another host (MAC %s) already answers ARP/NDP for it on %s; remove the address from that host or from the pool (probing again in %s)",
 			a.node, c.Addr, c.MAC, c.Interface, l2.DefaultProbeRetry)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -306,7 +307,7 @@ func TestAgentAnnouncesWithdrawsAndHandsOver(t *testing.T) {
 	h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"), svc)
 	h.start()
 	h.waitSet([]l2.Announcement{{Addr: vip10, Interface: "eth0"}})
-	if e := h.waitEvent(ReasonAnnouncing); !strings.Contains(e, "Announcing 192.0.2.10 from node node-b on interface eth0 (layer2)") {
+	if e := h.waitEvent(apicontract.ReasonAnnouncing); !strings.Contains(e, "Announcing 192.0.2.10 from node node-b on interface eth0 (layer2)") {
 		t.Errorf("event %q", e)
 	}
 	if got := testutil.ToFloat64(h.metrics.AnnouncedVIPs.WithLabelValues("layer2")); got != 1 {
@@ -330,7 +331,7 @@ func TestAgentAnnouncesWithdrawsAndHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitSet([]l2.Announcement{})
-	if e := h.waitEvent(ReasonWithdrawn); !strings.Contains(e, "Node node-b stopped announcing 192.0.2.10 on interface eth0 (layer2)") {
+	if e := h.waitEvent(apicontract.ReasonWithdrawn); !strings.Contains(e, "Node node-b stopped announcing 192.0.2.10 on interface eth0 (layer2)") {
 		t.Errorf("event %q", e)
 	}
 

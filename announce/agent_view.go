@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -111,7 +112,7 @@ func (a *Agent) warnNoInterface(vs []*VIPView) {
 		}
 		a.noIfaceSeen[v.IP] = true
 		for _, svc := range v.Services {
-			a.recorder.Eventf(svc, v1.EventTypeWarning, ReasonNoInterface,
+			a.recorder.Eventf(svc, v1.EventTypeWarning, apicontract.ReasonNoInterface,
 				"Node %s cannot answer for %s: it has none of the interfaces of pool %q (%s), and no interface on the address's subnet or with the node's InternalIP",
 				a.node, v.IP, v.Pool.Name, strings.Join(v.Pool.Interfaces, ", "))
 		}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -85,15 +86,6 @@ func advertisements(vips []BGPAdvertisement) []bgp.Advertisement {
 	return out
 }
 
-// Reasons of the Node events about BGP peers. Peer errors use the cause as
-// reason (bgp.Cause: MD5Mismatch, BadPeerAS, ConnectionRefused, ...).
-const (
-	ReasonBGPSessionUp   = "BGPSessionUp"
-	ReasonBGPSessionDown = "BGPSessionDown"
-	ReasonBFDUp          = "BFDUp"
-	ReasonBFDDown        = "BFDDown"
-)
-
 // onBGPEvent records a peer's change as an event on this agent's Node,
 // where an operator looking at the node finds it: Warning for errors and
 // downs, naming the peer, its address and the likely cause.
@@ -120,21 +112,21 @@ func bgpEventText(ev bgp.Event) (typ, reason, msg string) {
 	}
 	switch ev.Kind {
 	case bgp.EventSessionUp:
-		return v1.EventTypeNormal, ReasonBGPSessionUp, fmt.Sprintf("The session with %s is established", peer)
+		return v1.EventTypeNormal, apicontract.ReasonBGPSessionUp, fmt.Sprintf("The session with %s is established", peer)
 	case bgp.EventSessionDown:
-		return v1.EventTypeWarning, ReasonBGPSessionDown, fmt.Sprintf("The session with %s went down%s", peer, why)
+		return v1.EventTypeWarning, apicontract.ReasonBGPSessionDown, fmt.Sprintf("The session with %s went down%s", peer, why)
 	case bgp.EventBFDUp:
 		msg := fmt.Sprintf("BFD with %s is up", peer)
 		if b := ev.BFD; b != nil {
 			msg += fmt.Sprintf(" (transmit every %s, detection time %s)", b.TxInterval, b.DetectionTime)
 		}
-		return v1.EventTypeNormal, ReasonBFDUp, msg
+		return v1.EventTypeNormal, apicontract.ReasonBFDUp, msg
 	case bgp.EventBFDDown:
 		msg := fmt.Sprintf("BFD with %s is down", peer)
 		if b := ev.BFD; b != nil {
 			msg += fmt.Sprintf(" (%s)", b.Diag)
 		}
-		return v1.EventTypeWarning, ReasonBFDDown, msg + "; its BGP session is shut until BFD is up again" + why
+		return v1.EventTypeWarning, apicontract.ReasonBFDDown, msg + "; its BGP session is shut until BFD is up again" + why
 	case bgp.EventPeerError:
 		if ev.Error == nil {
 			return "", "", ""

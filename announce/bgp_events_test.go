@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 )
 
 func TestBGPEventText(t *testing.T) {
@@ -26,14 +27,14 @@ func TestBGPEventText(t *testing.T) {
 		{"peer error names the peer and cause", bgp.Event{Kind: bgp.EventPeerError, Peer: "tor", Address: tor, Error: md5},
 			v1.EventTypeWarning, "MD5Mismatch", []string{`BGP peer "tor" (198.51.100.1)`, "TCP MD5"}},
 		{"session up", bgp.Event{Kind: bgp.EventSessionUp, Peer: "tor", Address: tor},
-			v1.EventTypeNormal, ReasonBGPSessionUp, []string{`"tor"`, "established"}},
+			v1.EventTypeNormal, apicontract.ReasonBGPSessionUp, []string{`"tor"`, "established"}},
 		{"session down with its cause", bgp.Event{Kind: bgp.EventSessionDown, Peer: "tor", Address: tor, Error: md5},
-			v1.EventTypeWarning, ReasonBGPSessionDown, []string{`"tor"`, "went down", "TCP MD5"}},
+			v1.EventTypeWarning, apicontract.ReasonBGPSessionDown, []string{`"tor"`, "went down", "TCP MD5"}},
 		{"BFD up with the negotiated timers", bgp.Event{Kind: bgp.EventBFDUp, Peer: "tor", Address: tor,
 			BFD: &bfd.Status{State: bfd.Up, TxInterval: 100 * time.Millisecond, DetectionTime: 300 * time.Millisecond}},
-			v1.EventTypeNormal, ReasonBFDUp, []string{`"tor"`, "100ms", "300ms"}},
+			v1.EventTypeNormal, apicontract.ReasonBFDUp, []string{`"tor"`, "100ms", "300ms"}},
 		{"BFD down", bgp.Event{Kind: bgp.EventBFDDown, Peer: "tor", Address: tor, BFD: &bfd.Status{State: bfd.Down}},
-			v1.EventTypeWarning, ReasonBFDDown, []string{`"tor"`, "BFD", "down", "shut"}},
+			v1.EventTypeWarning, apicontract.ReasonBFDDown, []string{`"tor"`, "BFD", "down", "shut"}},
 		{"peer error without an error: none", bgp.Event{Kind: bgp.EventPeerError, Peer: "tor", Address: tor}, "", "", nil},
 	}
 	for _, tt := range tests {
@@ -141,20 +142,20 @@ func TestAgentAnnouncingNamesEstablishedPeers(t *testing.T) {
 
 	// No session up: the path is handed to the speaker but not announced.
 	h.agent.requestReport()
-	if got := h.nextEvent(ReasonAnnouncing, ReasonBGPSessionUp); got != "" {
+	if got := h.nextEvent(apicontract.ReasonAnnouncing, apicontract.ReasonBGPSessionUp); got != "" {
 		t.Fatalf("event %q before any session was up", got)
 	}
 	up(tor("tor-a", "198.51.100.1", "established"), tor("tor-b", "198.51.100.2", "active"))
-	if e := h.waitEvent(ReasonAnnouncing); !strings.HasSuffix(e, "Announcing 203.0.113.10 from node node-b to peers tor-a (bgp)") {
+	if e := h.waitEvent(apicontract.ReasonAnnouncing); !strings.HasSuffix(e, "Announcing 203.0.113.10 from node node-b to peers tor-a (bgp)") {
 		t.Errorf("first Announcing %q: want tor-a only", e)
 	}
 	h.waitAnnouncedBGP(1)
 	up(tor("tor-b", "198.51.100.2", "established"), tor("tor-a", "198.51.100.1", "established"))
-	if e := h.waitEvent(ReasonAnnouncing); !strings.HasSuffix(e, "to peers tor-a, tor-b (bgp)") {
+	if e := h.waitEvent(apicontract.ReasonAnnouncing); !strings.HasSuffix(e, "to peers tor-a, tor-b (bgp)") {
 		t.Errorf("Announcing once tor-b is up %q: want tor-a, tor-b", e)
 	}
 	down(tor("tor-a", "198.51.100.1", "active"), tor("tor-b", "198.51.100.2", "active"))
-	if e := h.waitEvent(ReasonWithdrawn); !strings.HasSuffix(e, "stopped announcing 203.0.113.10 to peers tor-a, tor-b (bgp)") {
+	if e := h.waitEvent(apicontract.ReasonWithdrawn); !strings.HasSuffix(e, "stopped announcing 203.0.113.10 to peers tor-a, tor-b (bgp)") {
 		t.Errorf("Withdrawn %q", e)
 	}
 	h.waitAnnouncedBGP(0)

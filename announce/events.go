@@ -16,15 +16,6 @@ import (
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
-// Event reasons the agent records (defined once, in apicontract).
-const (
-	ReasonAnnouncing       = apicontract.ReasonAnnouncing
-	ReasonWithdrawn        = apicontract.ReasonWithdrawn
-	ReasonAnnounceConflict = apicontract.ReasonAnnounceConflict
-	ReasonNoInterface      = apicontract.ReasonNoInterface
-	ReasonInvalidConfig    = apicontract.ReasonInvalidConfig
-)
-
 // applied is how one VIP is announced from this node, as the data planes
 // report it (not as planned): layer 2 on an interface, or BGP to peers.
 type applied struct {
@@ -78,12 +69,12 @@ func recordChanges(rec record.EventRecorder, node string, changes []change) {
 	for _, c := range changes {
 		if c.New == nil {
 			for _, svc := range c.Old.Services {
-				rec.Eventf(svc, v1.EventTypeNormal, ReasonWithdrawn, "Node %s stopped announcing %s %s", node, c.VIP, c.Old.where())
+				rec.Eventf(svc, v1.EventTypeNormal, apicontract.ReasonWithdrawn, "Node %s stopped announcing %s %s", node, c.VIP, c.Old.where())
 			}
 			continue
 		}
 		for _, svc := range c.New.Services {
-			rec.Eventf(svc, v1.EventTypeNormal, ReasonAnnouncing, "Announcing %s from node %s %s", c.VIP, node, c.New.where())
+			rec.Eventf(svc, v1.EventTypeNormal, apicontract.ReasonAnnouncing, "Announcing %s from node %s %s", c.VIP, node, c.New.where())
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
@@ -33,7 +34,7 @@ func TestConfigReloadTelemetry(t *testing.T) {
 	}
 	select {
 	case e := <-events.Events:
-		if !strings.Contains(e, "Warning "+ReasonInvalidConfig) || !strings.Contains(e, "pools[0].bogus") {
+		if !strings.Contains(e, "Warning "+apicontract.ReasonInvalidConfig) || !strings.Contains(e, "pools[0].bogus") {
 			t.Errorf("event %q", e)
 		}
 	default:

@@ -32,6 +32,14 @@ const (
 	ReasonAnnounceConflict = "AnnounceConflict"
 	// Agent: the node has no interface to answer for the VIP on.
 	ReasonNoInterface = "NoInterface"
+
+	// Agent, on its Node: a BGP session or its BFD session came up or went
+	// down. A peer error's reason is its likely cause (bgp.Cause:
+	// MD5Mismatch, BadPeerAS, ConnectionRefused, ...).
+	ReasonBGPSessionUp   = "BGPSessionUp"
+	ReasonBGPSessionDown = "BGPSessionDown"
+	ReasonBFDUp          = "BFDUp"
+	ReasonBFDDown        = "BFDDown"
 )
 
 // IngressIPs returns the addresses recorded in a Service's

@@ -18,6 +18,7 @@ func TestReferenceIsComplete(t *testing.T) {
 	metrics := sourceMatches(t, `"(baremetal_[a-z_]+)"`, "..")
 	flags := sourceMatches(t, `fs\.[A-Za-z]+Var\(&o\.[A-Za-z]+, "([a-z-]+)"`, "../cmd/baremetal-node-agent")
 	annotations := sourceMatches(t, `annotationPrefix \+ "([a-z-]+)"`, "../announce")
+	reasons := sourceMatches(t, `\bReason[A-Za-z]+ += "([A-Za-z]+)"`, "../apicontract")
 	for _, tt := range []struct {
 		what, page, format string
 		names              []string
@@ -26,6 +27,7 @@ func TestReferenceIsComplete(t *testing.T) {
 		{"metric", "metrics-and-events.md", "`%s`", metrics, 15},
 		{"agent flag", "install.md", "`--%s`", flags, 8},
 		{"Lease annotation", "metrics-and-events.md", "`baremetal.cloud-provider.io/%s`", annotations, 3},
+		{"event reason", "metrics-and-events.md", "`%s`", reasons, 11},
 	} {
 		if len(tt.names) < tt.atLeast {
 			t.Errorf("found only %d %ss in the sources (%v): has the code moved?", len(tt.names), tt.what, tt.names)

@@ -21,6 +21,7 @@ import (
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/klog/v2"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
 )
@@ -149,7 +150,7 @@ func (c *Cloud) Seed(svcs []*v1.Service) {
 		})
 		seeded := 0
 		for _, svc := range svcs {
-			ips := ingressIPs(svc)
+			ips := apicontract.IngressIPs(svc)
 			if !wantsLoadBalancer(svc) || len(ips) == 0 {
 				continue
 			}
@@ -160,14 +161,14 @@ func (c *Cloud) Seed(svcs []*v1.Service) {
 				req = ipam.Request{Key: serviceKey(svc), Created: svc.CreationTimestamp.Time}
 			}
 			if err := c.alloc.Seed(req, ips); err != nil {
-				c.recorder.Eventf(svc, v1.EventTypeWarning, EventAddressConflict,
+				c.recorder.Eventf(svc, v1.EventTypeWarning, apicontract.ReasonAddressConflict,
 					"Address %v from this Service's status could not be kept: %v; a new address will be assigned", ips, err)
 				continue
 			}
 			seeded++
 			for _, ip := range ips {
 				if _, ok := cfg.PoolFor(ip); !ok {
-					c.recorder.Eventf(svc, v1.EventTypeWarning, EventOrphanedAddress,
+					c.recorder.Eventf(svc, v1.EventTypeWarning, apicontract.ReasonOrphanedAddress,
 						"Address %s is in no configured pool; the Service keeps it until it is deleted or asks for another", ip)
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
 )
@@ -61,7 +62,7 @@ func (c *Cloud) applyConfig(cfg *config.Config, err error) {
 		reloadFailures.Inc()
 		reloadSuccess.Set(0)
 		klog.ErrorS(err, "Refusing the changed cloud-config; the previous one stays in force", "path", path)
-		c.recorder.Eventf(c.eventTarget(), v1.EventTypeWarning, EventInvalidConfig,
+		c.recorder.Eventf(c.eventTarget(), v1.EventTypeWarning, apicontract.ReasonInvalidConfig,
 			"The changed cloud-config %s was refused and the previous one stays in force: %v", path, err)
 		return
 	}
@@ -89,7 +90,7 @@ func (c *Cloud) warnOrphans(orphans []ipam.Orphan) {
 	}
 	for _, svc := range svcs {
 		if ips, ok := byKey[serviceKey(svc)]; ok {
-			c.recorder.Eventf(svc, v1.EventTypeWarning, EventOrphanedAddress,
+			c.recorder.Eventf(svc, v1.EventTypeWarning, apicontract.ReasonOrphanedAddress,
 				"Address %v is no longer in any configured pool; the Service keeps it until it is deleted or asks for another", ips)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/client-go/tools/record"
 	"k8s.io/component-base/metrics/testutil"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 )
 
 func TestConfigReload(t *testing.T) {
@@ -49,7 +51,7 @@ func TestConfigReload(t *testing.T) {
 	write(`pools: [{name: a, addresses: [192.0.2.1/32], bogus: 1}]`)
 	select {
 	case e := <-events.Events:
-		if !strings.Contains(e, EventInvalidConfig) || !strings.Contains(e, "pools[0].bogus: unknown field") {
+		if !strings.Contains(e, apicontract.ReasonInvalidConfig) || !strings.Contains(e, "pools[0].bogus: unknown field") {
 			t.Fatalf("event %q", e)
 		}
 	case <-time.After(10 * time.Second):

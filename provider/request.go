@@ -135,17 +135,6 @@ func statusFor(a ipam.Allocation) *v1.LoadBalancerStatus {
 	return st
 }
 
-// ingressIPs returns the addresses recorded in a Service's status.
-func ingressIPs(svc *v1.Service) []netip.Addr {
-	var ips []netip.Addr
-	for _, ing := range svc.Status.LoadBalancer.Ingress {
-		if a, err := netip.ParseAddr(ing.IP); err == nil {
-			ips = append(ips, a.Unmap())
-		}
-	}
-	return ips
-}
-
 // wantsLoadBalancer reports whether the service controller manages svc.
 func wantsLoadBalancer(svc *v1.Service) bool {
 	return svc.Spec.Type == v1.ServiceTypeLoadBalancer && svc.Spec.LoadBalancerClass == nil

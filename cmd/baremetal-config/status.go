@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/ipam"
@@ -413,6 +414,6 @@ func (r *Report) print(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "BGP session state is not published by the agents; see baremetal_bgp_session_up on each agent's /metrics.")
+	_, err := fmt.Fprintf(w, "BGP session state is not published by the agents; see %s on each agent's /metrics.\n", bgp.MetricSessionUp)
 	return err
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/deploy"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/provider"
@@ -639,7 +640,7 @@ type announcement struct {
 // per node (its latest).
 func (d *demo) announcers(ctx context.Context, service string) ([]announcement, error) {
 	evs, err := d.cluster.Client.CoreV1().Events(svcNamespace).List(ctx, metav1.ListOptions{
-		FieldSelector: "involvedObject.name=" + service + ",reason=" + announce.ReasonAnnouncing,
+		FieldSelector: "involvedObject.name=" + service + ",reason=" + apicontract.ReasonAnnouncing,
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
 	cloudprovider "k8s.io/cloud-provider"
 	"k8s.io/cloud-provider/app"
 	cloudcontrollerconfig "k8s.io/cloud-provider/app/config"
@@ -33,13 +34,21 @@ func controllerInitializers() map[string]app.ControllerInitFuncConstructor {
 // controller (k8s.io/cloud-provider/app/core.go) with one difference: the
 // controller gets the Service informer through provider.RequeuingServiceInformer,
 // so the provider can put a Service back on the controller's queue the moment
-// an address it waits for is released.
+// an address it waits for is released, and it writes its events through a
+// client of their own (eventsApart).
 func startServiceController(initContext app.ControllerInitContext, completed *cloudcontrollerconfig.CompletedConfig, cloud cloudprovider.Interface) app.InitFunc {
 	return func(ctx context.Context, cc controllermanagerapp.ControllerContext) (controller.Interface, bool, error) {
 		services := provider.NewRequeuingServiceInformer(completed.SharedInformers.Core().V1().Services())
+		client := completed.ClientBuilder.ClientOrDie(initContext.ClientName)
+		// The same identity and --kube-api-qps/--kube-api-burst, but a rate
+		// limiter of its own: events never hold back an address.
+		events, err := kubernetes.NewForConfig(completed.ClientBuilder.ConfigOrDie(initContext.ClientName))
+		if err != nil {
+			return nil, false, fmt.Errorf("building the service controller's events client: %w", err)
+		}
 		sc, err := servicecontroller.New(
 			cloud,
-			completed.ClientBuilder.ClientOrDie(initContext.ClientName),
+			withEventsFrom(client, events),
 			services,
 			completed.SharedInformers.Core().V1().Nodes(),
 			completed.ComponentConfig.KubeCloudShared.ClusterName,

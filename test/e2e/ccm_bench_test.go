@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -18,34 +20,42 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-const benchServices = 1000
-
-// addressClock records, per Service, when it was created and when an
-// EXTERNAL-IP was first seen.
+// addressClock watches Services the way a user's `kubectl get svc -w`
+// would and records, per Service, when its creation returned to the client
+// and when an EXTERNAL-IP was first seen; it also counts any Service whose
+// EXTERNAL-IP changed once set.
 type addressClock struct {
 	mu       sync.Mutex
 	created  map[string]time.Time
 	assigned map[string]time.Time
-	all      chan struct{}
-	n        int
+	ingress  map[string]string
+	changed  []string
+	tick     chan struct{} // closed and replaced on every change
 }
 
-func watchAddresses(t *testing.T, cs kubernetes.Interface, n int) *addressClock {
-	ac := &addressClock{created: map[string]time.Time{}, assigned: map[string]time.Time{}, all: make(chan struct{}), n: n}
+func watchAddresses(t *testing.T, cs kubernetes.Interface) *addressClock {
+	t.Helper()
+	ac := &addressClock{created: map[string]time.Time{}, assigned: map[string]time.Time{},
+		ingress: map[string]string{}, tick: make(chan struct{})}
 	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace("default"))
 	inf := f.Core().V1().Services().Informer()
 	seen := func(obj any) {
+		now := time.Now()
 		s, ok := obj.(*corev1.Service)
 		if !ok || len(s.Status.LoadBalancer.Ingress) == 0 {
 			return
 		}
+		ip := ingressOf(s)
 		ac.mu.Lock()
 		defer ac.mu.Unlock()
+		if old, had := ac.ingress[s.Name]; had && old != ip {
+			ac.changed = append(ac.changed, fmt.Sprintf("%s: %s → %s", s.Name, old, ip))
+		}
+		ac.ingress[s.Name] = ip
 		if _, done := ac.assigned[s.Name]; !done {
-			ac.assigned[s.Name] = time.Now()
-			if len(ac.assigned) == ac.n {
-				close(ac.all)
-			}
+			ac.assigned[s.Name] = now
+			close(ac.tick)
+			ac.tick = make(chan struct{})
 		}
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -60,48 +70,74 @@ func watchAddresses(t *testing.T, cs kubernetes.Interface, n int) *addressClock 
 	return ac
 }
 
-// createForBench creates n Services from 20 goroutines, recording each
-// creation time.
-func createForBench(t *testing.T, cs kubernetes.Interface, ac *addressClock, n int) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				name := fmt.Sprintf("bench-%04d", i)
-				if _, err := cs.CoreV1().Services("default").Create(t.Context(), lbSvc("default", name), metav1.CreateOptions{}); err != nil {
-					t.Error(err)
-					continue
-				}
-				if ac != nil {
-					ac.mu.Lock()
-					ac.created[name] = time.Now()
-					ac.mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
-
-// latencies returns per-Service creation→address latencies, sorted.
-func (ac *addressClock) latencies() []time.Duration {
+func (ac *addressClock) markCreated(name string, at time.Time) {
 	ac.mu.Lock()
 	defer ac.mu.Unlock()
-	var ds []time.Duration
-	for name, at := range ac.assigned {
-		if c, ok := ac.created[name]; ok {
-			ds = append(ds, at.Sub(c))
+	ac.created[name] = at
+}
+
+// await waits until cond (called under the lock) holds; false on timeout.
+func (ac *addressClock) await(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	for {
+		ac.mu.Lock()
+		ok, tick := cond(), ac.tick
+		ac.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-tick:
+		case <-deadline:
+			return false
+		case <-ctx.Done():
+			return false
 		}
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds
+}
+
+// addressedCount is the number of Services seen with an address.
+func (ac *addressClock) addressedCount() int {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	return len(ac.assigned)
+}
+
+// burstResult is what one burst of Services met.
+type burstResult struct {
+	n          int
+	created    time.Duration // first Create sent → last Create returned
+	addressed  int
+	allDone    time.Duration // first Create sent → last EXTERNAL-IP seen
+	p50, p99   time.Duration // per Service: Create returned → EXTERNAL-IP seen
+	latencies  []time.Duration
+	changed    []string
+	peakRSSMiB float64
+}
+
+func (r burstResult) String() string {
+	return fmt.Sprintf("%d/%d addressed; created in %s, all addressed at %s (creation + %s); p50 %s, p99 %s",
+		r.addressed, r.n, r.created.Round(time.Millisecond), r.allDone.Round(time.Millisecond),
+		(r.allDone - r.created).Round(time.Millisecond), r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
+}
+
+// result summarises the Services named in ac.created, timed from start.
+func (ac *addressClock) result(n int, start time.Time, created time.Duration) burstResult {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	r := burstResult{n: n, created: created, changed: append([]string(nil), ac.changed...)}
+	for name, c := range ac.created {
+		at, ok := ac.assigned[name]
+		if !ok {
+			continue
+		}
+		r.addressed++
+		r.latencies = append(r.latencies, max(at.Sub(c), 0))
+		r.allDone = max(r.allDone, at.Sub(start))
+	}
+	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
+	r.p50, r.p99 = pct(r.latencies, 0.5), pct(r.latencies, 0.99)
+	return r
 }
 
 func pct(ds []time.Duration, p float64) time.Duration {
@@ -109,6 +145,84 @@ func pct(ds []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	return ds[int(float64(len(ds)-1)*p)]
+}
+
+// burst is how a benchmark creates its Services.
+type burst struct {
+	n       int
+	prefix  string
+	rate    float64 // Services per second; 0: as fast as the workers can
+	workers int     // concurrent clients, 16 unless set
+	mutate  func(*corev1.Service)
+	// then runs in the creating worker right after each Create returned
+	// (the floor writes the status itself here).
+	then func(i int, name string) error
+}
+
+// create creates b.n Services, paced at b.rate, and records each creation
+// in ac. It returns the time from the first Create sent to the last one
+// returned.
+func (b burst) create(t *testing.T, cs kubernetes.Interface, ac *addressClock, start time.Time) time.Duration {
+	t.Helper()
+	workers := b.workers
+	if workers == 0 {
+		workers = 16
+	}
+	var (
+		wg       sync.WaitGroup
+		lastMu   sync.Mutex
+		last     time.Time
+		next     = make(chan int)
+		failures = make(chan error, workers)
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				name := fmt.Sprintf("%s-%05d", b.prefix, i)
+				s := lbSvc("default", name)
+				if b.mutate != nil {
+					b.mutate(s)
+				}
+				if _, err := cs.CoreV1().Services("default").Create(t.Context(), s, metav1.CreateOptions{}); err != nil {
+					select {
+					case failures <- fmt.Errorf("creating %s: %w", name, err):
+					default:
+					}
+					continue
+				}
+				now := time.Now()
+				ac.markCreated(name, now)
+				lastMu.Lock()
+				if now.After(last) {
+					last = now
+				}
+				lastMu.Unlock()
+				if b.then != nil {
+					if err := b.then(i, name); err != nil {
+						select {
+						case failures <- err:
+						default:
+						}
+					}
+				}
+			}
+		}()
+	}
+	for i := range b.n {
+		if b.rate > 0 { // pacing: Service i is due at start + i/rate
+			time.Sleep(time.Until(start.Add(time.Duration(float64(i) / b.rate * float64(time.Second)))))
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(failures)
+	for err := range failures {
+		t.Error(err)
+	}
+	return last.Sub(start)
 }
 
 // peakRSS reads a process's high-water resident set size in MiB.
@@ -126,76 +240,235 @@ func peakRSS(pid int) float64 {
 	return -1
 }
 
-// TestCCMBench1000Services measures how long 1,000 new Services take to get
-// an EXTERNAL-IP with the framework's stock settings and with our shipped
-// defaults, beside the floor: a plain client patching 1,000 statuses.
-// Run with BAREMETAL_BENCH=1 (make bench).
-func TestCCMBench1000Services(t *testing.T) {
+// loadAverage is the 1-minute load average, to note beside a figure.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
+}
+
+func rateName(rate float64) string {
+	if rate == 0 {
+		return "as fast as 16 clients can"
+	}
+	return fmt.Sprintf("%g/s", rate)
+}
+
+// benchRates are the creation rates of TestCCMBenchBurst;
+// BAREMETAL_BENCH_RATES (e.g. "200" or "50,200,0") overrides them, 0 meaning
+// as fast as the clients can.
+func benchRates(t *testing.T) []float64 {
+	env := os.Getenv("BAREMETAL_BENCH_RATES")
+	if env == "" {
+		return []float64{50, 200, 0}
+	}
+	var rates []float64
+	for _, f := range strings.Split(env, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r < 0 {
+			t.Fatalf("BAREMETAL_BENCH_RATES: %q is not a rate", f)
+		}
+		rates = append(rates, r)
+	}
+	return rates
+}
+
+// userLeaderElection restores the framework's leader-election timings
+// (15 s, 10 s, 2 s) over startCCM's short lab ones: a benchmark measures what
+// users meet, and a 3 s renew deadline on a loaded machine would end the CCM.
+var userLeaderElection = []string{"--leader-elect-lease-duration=15s", "--leader-elect-renew-deadline=10s", "--leader-elect-retry-period=2s"}
+
+// ccmExited fails t if m ended during a benchmark, with the end of its log.
+func ccmExited(t *testing.T, m *ccm) {
+	t.Helper()
+	if m.proc.Exited() {
+		lines := strings.Split(strings.TrimSpace(m.proc.Logs()), "\n")
+		t.Errorf("the CCM exited during the benchmark; its log ends:\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	}
+}
+
+// stockFlags are the framework's own defaults, which we do not ship.
+var stockFlags = []string{"--concurrent-service-syncs=1", "--kube-api-qps=20", "--kube-api-burst=30"}
+
+// TestCCMBenchBurst measures what a user creating 1,000 LoadBalancer
+// Services meets: per Service, the time from its creation returning to its
+// EXTERNAL-IP appearing, and when the last is addressed against when the
+// last was created. For each creation rate, in one run and on a fresh lab
+// cluster each: the floor (the creating client writes each status itself
+// right after the create: no controller can be faster) and the CCM at its
+// shipped defaults; the framework's stock settings once, at 200/s (they
+// are bound by their 20 QPS at any rate). BAREMETAL_BENCH_CCM_FLAGS adds a
+// row with those CCM flags at each rate, to try other settings. Run with
+// BAREMETAL_BENCH=1 (make bench).
+func TestCCMBenchBurst(t *testing.T) {
 	if os.Getenv("BAREMETAL_BENCH") == "" {
 		t.Skip("benchmark; set BAREMETAL_BENCH=1")
 	}
+	const n = 1000
 	cfg := `pools: [{name: lan, addresses: ["198.51.100.0/22"]}]`
-
-	// The floor: statuses patched straight from a client, 20 at a time.
-	func() {
-		c := startCluster(t)
-		cs := fastClient(t, c)
-		created := time.Now()
-		createForBench(t, cs, nil, benchServices)
-		t.Logf("reference: creating %d Services (20 in flight, no CCM): %s", benchServices, time.Since(created).Round(time.Millisecond))
-		start := time.Now()
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range 20 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					patch := fmt.Sprintf(`{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.%d.%d","ipMode":"VIP"}]}}}`, 100+i/256, i%256)
-					if _, err := cs.CoreV1().Services("default").Patch(t.Context(), fmt.Sprintf("bench-%04d", i),
-						types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
-						t.Error(err)
-					}
-				}
-			}()
-		}
-		for i := range benchServices {
-			next <- i
-		}
-		close(next)
-		wg.Wait()
-		t.Logf("floor: a client patching %d Service statuses (20 in flight): %s", benchServices, time.Since(start).Round(time.Millisecond))
-		c.Stop()
-	}()
-
-	for _, run := range []struct {
-		name  string
-		flags []string
-		limit time.Duration
-	}{
-		{"framework stock (--concurrent-service-syncs=1, QPS 20/burst 30)", []string{"--concurrent-service-syncs=1", "--kube-api-qps=20", "--kube-api-burst=30"}, 4 * time.Minute},
-		{"shipped defaults (10 syncs, QPS 200/burst 400)", nil, 4 * time.Minute},
-		{"more (20 syncs, QPS 500/burst 1000)", []string{"--concurrent-service-syncs=20", "--kube-api-qps=500", "--kube-api-burst=1000"}, 4 * time.Minute},
-	} {
-		c := startCluster(t)
-		cs := fastClient(t, c)
-		m := startCCM(t, c, writeCloudConfig(t, cfg), "ccm", run.flags...)
-		waitLeader(t, c, "")
-		ac := watchAddresses(t, cs, benchServices)
-		start := time.Now()
-		createForBench(t, cs, ac, benchServices)
-		select {
-		case <-ac.all:
-		case <-time.After(run.limit):
-		}
-		total := time.Since(start)
-		ds := ac.latencies()
-		t.Logf("%s: %d/%d Services addressed in %s; creation→EXTERNAL-IP p50 %s p99 %s; CCM peak RSS %.0f MiB",
-			run.name, len(ds), benchServices, total.Round(time.Millisecond), pct(ds, 0.5).Round(time.Millisecond),
-			pct(ds, 0.99).Round(time.Millisecond), peakRSS(m.proc.Cmd.Process.Pid))
-		if err := m.proc.Kill(); err != nil {
-			t.Error(err)
-		}
-		c.Stop()
+	type row struct {
+		rate float64
+		what string
+		r    burstResult
+		load string
+		ccm  bool
 	}
+	var rows []row
+	run := func(rate float64, what string, withCCM bool, flags ...string) burstResult {
+		c := startCluster(t)
+		defer c.Stop()
+		cs := fastClient(t, c)
+		var m *ccm
+		b := burst{n: n, prefix: "bench", rate: rate}
+		if withCCM {
+			m = startCCM(t, c, writeCloudConfig(t, cfg), "ccm", append(userLeaderElection, flags...)...)
+			waitLeader(t, c, "")
+		} else {
+			b.then = func(i int, name string) error {
+				patch := fmt.Sprintf(`{"status":{"loadBalancer":{"ingress":[{"ip":"198.51.%d.%d","ipMode":"VIP"}]}}}`, 100+i/256, i%256)
+				_, err := cs.CoreV1().Services("default").Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+				return err
+			}
+		}
+		ac := watchAddresses(t, cs)
+		start := time.Now()
+		created := b.create(t, cs, ac, start)
+		limit := created + 5*time.Minute // stock: about 5 Services/s
+		ac.await(t.Context(), limit, func() bool { return len(ac.assigned) >= n })
+		r := ac.result(n, start, created)
+		if m != nil {
+			ccmExited(t, m)
+			r.peakRSSMiB = peakRSS(m.proc.Cmd.Process.Pid)
+			if err := m.proc.Kill(); err != nil {
+				t.Error(err)
+			}
+		}
+		rows = append(rows, row{rate: rate, what: what, r: r, load: loadAverage(), ccm: withCCM})
+		t.Logf("%s, created %s: %s; load %s", what, rateName(rate), r, rows[len(rows)-1].load)
+		return r
+	}
+	for _, rate := range benchRates(t) {
+		run(rate, "floor: the client writes each status itself", false)
+		d := run(rate, "shipped defaults", true)
+		if extra := strings.Fields(os.Getenv("BAREMETAL_BENCH_CCM_FLAGS")); len(extra) > 0 {
+			run(rate, strings.Join(extra, " "), true, extra...)
+		}
+		if rate == 200 {
+			// The targets of the shipped defaults (DESIGN decision 9).
+			if d.addressed < n || d.allDone-d.created > time.Second || d.p50 > 150*time.Millisecond || d.p99 > time.Second {
+				t.Errorf("shipped defaults at 200/s: %s; want all addressed within creation + 1 s, p50 ≤ 150 ms, p99 ≤ 1 s", d)
+			}
+			run(rate, "framework stock: "+strings.Join(stockFlags, " "), true, stockFlags...)
+		}
+	}
+	var sb strings.Builder
+	sb.WriteString("\n| created at | configuration | created in | all addressed at | per Service p50 | p99 | CCM peak RSS | load |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		rss := ""
+		if r.ccm {
+			rss = fmt.Sprintf("%.0f MiB", r.r.peakRSSMiB)
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s (+%s) | %s | %s | %s | %s |\n", rateName(r.rate), r.what,
+			r.r.created.Round(100*time.Millisecond), r.r.allDone.Round(100*time.Millisecond),
+			(r.r.allDone - r.r.created).Round(10*time.Millisecond), r.r.p50.Round(time.Millisecond),
+			r.r.p99.Round(time.Millisecond), rss, r.load)
+	}
+	t.Log(sb.String())
+}
+
+// TestCCMBench10000Services: 10,000 LoadBalancer Services, created as fast as
+// 16 clients can, all addressed by the CCM at its shipped defaults, its peak
+// RSS within 150 MiB; then a kill -9 of the CCM and a new one started: it
+// re-seeds from the 10,000 statuses, changes none of them, and addresses a
+// Service created at its start. The Services set
+// allocateLoadBalancerNodePorts: false (the default NodePort range holds
+// only 2,768) and are IPv6, the one documentation range large enough
+// (2001:db8::/32). Run with BAREMETAL_BENCH=1 (make bench).
+func TestCCMBench10000Services(t *testing.T) {
+	if os.Getenv("BAREMETAL_BENCH") == "" {
+		t.Skip("benchmark; set BAREMETAL_BENCH=1")
+	}
+	const n = 10000
+	pool := netip.MustParsePrefix("2001:db8:100::/112")
+	cfg := writeCloudConfig(t, fmt.Sprintf(`pools: [{name: lan, addresses: [%q]}]`, pool))
+	c := startCluster(t)
+	cs := fastClient(t, c)
+	first := startCCM(t, c, cfg, "ccm-1", userLeaderElection...)
+	holder := waitLeader(t, c, "")
+	ac := watchAddresses(t, cs)
+	b := burst{n: n, prefix: "svc", mutate: func(s *corev1.Service) {
+		single := corev1.IPFamilyPolicySingleStack
+		s.Spec.IPFamilyPolicy = &single
+		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol}
+		s.Spec.AllocateLoadBalancerNodePorts = new(bool)
+	}}
+	start := time.Now()
+	created := b.create(t, cs, ac, start)
+	ac.await(t.Context(), created+5*time.Minute, func() bool { return len(ac.assigned) >= n })
+	r := ac.result(n, start, created)
+	ccmExited(t, first)
+	r.peakRSSMiB = peakRSS(first.proc.Cmd.Process.Pid)
+	t.Logf("10,000 Services, created as fast as 16 clients can: %s; CCM peak RSS %.0f MiB; load %s", r, r.peakRSSMiB, loadAverage())
+	if r.addressed < n {
+		t.Fatalf("only %d of %d Services addressed", r.addressed, n)
+	}
+	if r.peakRSSMiB > 150 {
+		t.Errorf("CCM peak RSS %.0f MiB with 10,000 Services, want ≤ 150 MiB", r.peakRSSMiB)
+	}
+	before := addresses(t, cs, "default")
+	for name, ip := range before {
+		if a, err := netip.ParseAddr(ip); err != nil || !pool.Contains(a) {
+			t.Fatalf("%s has EXTERNAL-IP %q, outside %s", name, ip, pool)
+		}
+	}
+	assertDistinct(t, before)
+
+	// kill -9 and a new CCM, with a Service created the moment it starts.
+	if err := first.proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	restart := time.Now()
+	second := startCCM(t, c, cfg, "ccm-2", userLeaderElection...)
+	b = burst{n: 1, prefix: "after-restart", mutate: b.mutate}
+	b.create(t, cs, ac, restart)
+	waitLeaderWithin(t, c, holder, time.Minute)
+	leading := time.Since(restart)
+	if !ac.await(t.Context(), 2*time.Minute, func() bool { _, ok := ac.assigned["after-restart-00000"]; return ok }) {
+		ccmExited(t, second)
+		t.Fatal("the Service created at the restart was never addressed")
+	}
+	ac.mu.Lock()
+	firstNew := ac.assigned["after-restart-00000"].Sub(restart)
+	ac.mu.Unlock()
+	// A kill -9 leaves the Lease held: any new CCM first waits out
+	// --leader-elect-lease-duration (15 s). From leading, it re-seeds from
+	// 10,000 statuses and addresses the new Service.
+	serving := firstNew - leading
+	t.Logf("restart with 10,000 Services: leader %s after the new CCM started (the killed one's 15 s Lease expiring); first new address %s after start, %s after leading; load %s",
+		leading.Round(time.Millisecond), firstNew.Round(time.Millisecond), serving.Round(time.Millisecond), loadAverage())
+	if serving > 10*time.Second {
+		t.Errorf("first new address %s after becoming leader, want ≤ 10 s", serving.Round(time.Millisecond))
+	}
+	// Every Service has been through the new CCM's Ensure before comparing.
+	resynced := time.Now()
+	waitLogCount(t, second, "Load balancer ensured", n+1, 5*time.Minute)
+	after := addresses(t, cs, "default")
+	delete(after, "after-restart-00000")
+	assertUnchanged(t, before, after)
+	changed := 0
+	for name, ip := range before {
+		if after[name] != ip {
+			changed++
+		}
+	}
+	ac.mu.Lock()
+	seenChanges := append([]string(nil), ac.changed...)
+	ac.mu.Unlock()
+	if len(seenChanges) > 0 {
+		t.Errorf("EXTERNAL-IPs changed across the restart: %q", seenChanges)
+	}
+	t.Logf("restart: all %d Services re-ensured %s after the first new address; %d addresses changed (watch saw %d changes); restarted CCM peak RSS %.0f MiB",
+		n, time.Since(resynced).Round(time.Millisecond), changed, len(seenChanges), peakRSS(second.proc.Cmd.Process.Pid))
 }

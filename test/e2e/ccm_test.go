@@ -475,8 +475,8 @@ func TestCCMRestartKeepsAddresses(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// Let the restarted CCM work through its initial queue of 200 Services.
-	time.Sleep(3 * time.Second)
+	// The restarted CCM has been through Ensure for all 199 and the new one.
+	waitLogCount(t, second, "Load balancer ensured", 200, time.Minute)
 	after := addresses(t, cs, "default")
 	delete(before, "svc-000")
 	assertUnchanged(t, before, after)
@@ -484,6 +484,43 @@ func TestCCMRestartKeepsAddresses(t *testing.T) {
 	if strings.Contains(second.proc.Logs(), "address changed") {
 		t.Error("restarted CCM logged an address change")
 	}
+}
+
+// waitLogCount waits until p's log holds substr at least n times.
+func waitLogCount(t *testing.T, p *ccm, substr string, n int, timeout time.Duration) {
+	t.Helper()
+	err := lab.Eventually(t.Context(), timeout, 500*time.Millisecond, func() error {
+		if got := strings.Count(p.proc.Logs(), substr); got < n {
+			return fmt.Errorf("%q logged %d times, want %d", substr, got, n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCCMKeepsPace creates 200 Services as fast as 16 clients can against
+// the CCM at its shipped defaults: all are addressed within their creation
+// time plus a bound generous enough for a loaded 2-core machine. The
+// figures that matter are TestCCMBenchBurst's; this catches a default or a
+// limiter that no longer keeps pace.
+func TestCCMKeepsPace(t *testing.T) {
+	const n, bound = 200, 10 * time.Second
+	c := startCluster(t)
+	cs := fastClient(t, c)
+	startCCM(t, c, writeCloudConfig(t, manyConfig), "ccm")
+	waitLeader(t, c, "")
+	ac := watchAddresses(t, cs)
+	start := time.Now()
+	created := burst{n: n, prefix: "pace"}.create(t, cs, ac, start)
+	ac.await(t.Context(), created+bound, func() bool { return len(ac.assigned) >= n })
+	r := ac.result(n, start, created)
+	t.Logf("%s; load %s", r, loadAverage())
+	if r.addressed < n || r.allDone > created+bound {
+		t.Fatalf("%s; want all addressed within creation + %s", r, bound)
+	}
+	assertDistinct(t, addresses(t, cs, "default"))
 }
 
 func TestCCMLeaderFailover(t *testing.T) {
@@ -519,8 +556,13 @@ func TestCCMLeaderFailover(t *testing.T) {
 // and returns the holder.
 func waitLeader(t *testing.T, c *lab.Cluster, notHolder string) string {
 	t.Helper()
+	return waitLeaderWithin(t, c, notHolder, 30*time.Second)
+}
+
+func waitLeaderWithin(t *testing.T, c *lab.Cluster, notHolder string, timeout time.Duration) string {
+	t.Helper()
 	var holder string
-	err := lab.Eventually(t.Context(), 30*time.Second, 200*time.Millisecond, func() error {
+	err := lab.Eventually(t.Context(), timeout, 200*time.Millisecond, func() error {
 		l, err := c.Client.CoordinationV1().Leases(ccmNamespace).Get(t.Context(), "cloud-controller-manager", metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -1,14 +1,16 @@
 package docs
 
 import (
-	"reflect"
-
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // TestReferenceIsComplete: what the binaries export is on the reference
@@ -115,6 +117,42 @@ func TestConfigurationIsComplete(t *testing.T) {
 		name := f[strings.LastIndex(f, ".")+1:]
 		if !regexp.MustCompile("`([^`\\s]*[.\\]])?" + regexp.QuoteMeta(name) + "(\\[\\])?`").Match(data) {
 			t.Errorf("cloud-config field %s is not documented in docs/configuration.md", f)
+		}
+	}
+}
+
+// TestHelmValuesAreDocumented: every value of the chart, to the second
+// level (`ccm.resources`, not its requests), is in helm.md's table.
+func TestHelmValuesAreDocumented(t *testing.T) {
+	raw, err := os.ReadFile("../deploy/helm/cloud-provider-baremetal/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k, v := range values {
+		sub, ok := v.(map[string]any)
+		if !ok {
+			keys = append(keys, k)
+			continue
+		}
+		for s := range sub {
+			keys = append(keys, k+"."+s)
+		}
+	}
+	if len(keys) < 20 {
+		t.Errorf("found only %d chart values (%v): has the chart moved?", len(keys), keys)
+	}
+	page, err := os.ReadFile("helm.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(page), "`"+k+"`") {
+			t.Errorf("chart value %s is not documented in docs/helm.md", k)
 		}
 	}
 }

@@ -80,6 +80,8 @@ type simAgent struct {
 	renewAt    time.Time
 	beatAt     time.Time
 	dead       bool
+	leaving    bool
+	noView     bool // started without the API server: silent
 
 	events      int // Lease watch events delivered to it
 	sent        int // heartbeat datagrams it sent
@@ -128,6 +130,12 @@ type simFleet struct {
 	queue []simPacket
 	// The segment: who answers ARP/NDP for each VIP.
 	answering map[netip.Addr]map[*simAgent]bool
+
+	// Faults: heartbeats dropped between two agents (both ways), agents
+	// cut off from the API server (their writes fail, no events reach
+	// them).
+	dropped map[[2]*simAgent]bool
+	apiDown map[*simAgent]bool
 }
 
 // simWorld is what the API server holds: the config, the Nodes and the
@@ -192,15 +200,14 @@ func newSimFleet(t testing.TB, n int, layout simLayout) *simFleet {
 		t: t, clk: clocktesting.NewFakeClock(start), cfg: w.cfg, nodes: w.nodes, vips: w.vips,
 		byAddr: map[netip.Addr]*simAgent{}, versions: map[string]int{}, watchers: map[string][]*simAgent{},
 		answering: map[netip.Addr]map[*simAgent]bool{},
+		dropped:   map[[2]*simAgent]bool{}, apiDown: map[*simAgent]bool{},
 	}
 	cfg := w.cfg
-	key := []byte("fleet-simulation-heartbeat-key-0")
 	for i, name := range w.names {
 		links := w.links(name)
 		mac := links[0].MAC
 		a := &simAgent{
 			name: name, addr: w.nodes[name].InternalIPs[0], pools: []string{"rack-" + strings.TrimPrefix(w.nodes[name].Labels["rack"], "r")},
-			live:    NewLiveness(f.clk, name, cfg.NodeAgent.LeaseDuration, heartbeat.DefaultSuspectAfter),
 			links:   links,
 			info:    AgentInfo{MACs: []string{mac.String()}},
 			owned:   map[netip.Addr]bool{},
@@ -214,47 +221,71 @@ func newSimFleet(t testing.TB, n int, layout simLayout) *simFleet {
 			beatAt:     start.Add(time.Duration(i%10) * simStep),
 			nextResync: start.Add(time.Duration(i) * resyncEvery / time.Duration(n)),
 		}
-		a.hb = heartbeat.New(heartbeat.Options{
-			Self: name, Conn: simConn{f, a}, Clock: f.clk,
-			OnHeard: func(node string, leaving bool) {
-				if a.live.Heard(node, leaving) {
-					a.dirty = true
-				}
-			},
-		})
-		a.hb.SetKeys(key)
 		f.agents = append(f.agents, a)
 		f.byAddr[a.addr] = a
 		for _, p := range a.pools {
 			f.watchers[p] = append(f.watchers[p], a)
 		}
 	}
-	// Every Lease exists and every agent has listed those of its pools (a
-	// list, not watch events).
+	// Every Lease exists; every agent starts and lists those of its pools.
 	for _, a := range f.agents {
 		f.versions[a.name] = 1
-		for _, p := range a.pools {
-			for _, w := range f.watchers[p] {
-				w.live.ObserveLease(a.name, "1", false, a.info)
+	}
+	for _, a := range f.agents {
+		f.start(a)
+	}
+	return f
+}
+
+// start runs a's agent process: a fresh Liveness and heartbeat socket (a
+// new random epoch), nothing answered, and a list of the Leases of its
+// pools (a list, not watch events).
+func (f *simFleet) start(a *simAgent) {
+	a.live = NewLiveness(f.clk, a.name, f.cfg.NodeAgent.LeaseDuration, heartbeat.DefaultSuspectAfter)
+	a.hb = heartbeat.New(heartbeat.Options{
+		Self: a.name, Conn: simConn{f, a}, Clock: f.clk,
+		OnHeard: func(node string, leaving bool) {
+			if a.live.Heard(node, leaving) {
+				a.dirty = true
+			}
+		},
+	})
+	a.hb.SetKeys([]byte("fleet-simulation-heartbeat-key-0"))
+	for ip := range a.answers {
+		delete(f.answering[ip], a)
+	}
+	a.answers, a.owned = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	a.probes, a.probing = map[netip.Addr]ProbeResult{}, map[netip.Addr]time.Time{}
+	a.dead, a.leaving, a.dirty, a.next = false, false, true, time.Time{}
+	a.noView = f.apiDown[a]
+	if a.noView {
+		return // it cannot list: it stays silent (Agent.reconcile)
+	}
+	for _, p := range a.pools {
+		for _, m := range f.watchers[p] {
+			if v, ok := f.versions[m.name]; ok {
+				a.live.ObserveLease(m.name, fmt.Sprint(v), m.leaving, m.info)
 			}
 		}
 	}
-	return f
 }
 
 // renew is one Lease write; the API server sends it to every watcher of
 // the Lease's pools.
 func (f *simFleet) renew(a *simAgent) {
+	if f.apiDown[a] {
+		return
+	}
 	f.writes++
 	f.versions[a.name]++
 	v := fmt.Sprint(f.versions[a.name])
 	for _, p := range a.pools {
 		for _, w := range f.watchers[p] {
-			if w.dead {
+			if w.dead || f.apiDown[w] {
 				continue
 			}
 			w.events++
-			if w.live.ObserveLease(a.name, v, false, a.info) {
+			if w.live.ObserveLease(a.name, v, a.leaving, a.info) {
 				w.dirty = true
 			}
 		}
@@ -268,8 +299,8 @@ func (f *simFleet) deliver() {
 		q := f.queue
 		f.queue = nil
 		for _, p := range q {
-			to := f.byAddr[p.to.Addr()]
-			if to == nil || to.dead || f.byAddr[p.from.Addr()].dead {
+			to, from := f.byAddr[p.to.Addr()], f.byAddr[p.from.Addr()]
+			if to == nil || to.dead || from.dead || f.dropped[[2]*simAgent{from, to}] || f.dropped[[2]*simAgent{to, from}] {
 				continue
 			}
 			to.hb.Receive(p.b, p.from)
@@ -285,7 +316,7 @@ func (f *simFleet) reconcile(a *simAgent) {
 	verdicts, next := a.live.Verdicts()
 	start := time.Now()
 	plan := Decide(PlanInput{
-		Config: f.cfg, Self: a.name, SelfInfo: a.info, Links: a.links, Nodes: f.nodes, VIPs: f.vips,
+		Config: f.cfg, Self: a.name, SelfInfo: a.info, Leaving: a.leaving, Links: a.links, Nodes: f.nodes, VIPs: f.vips,
 		Members: members, Health: verdicts, Probes: a.probes, Owned: a.owned, Now: now,
 	})
 	a.decideNanos += time.Since(start).Nanoseconds()
@@ -371,7 +402,7 @@ func (f *simFleet) step() {
 			a.nextResync = a.nextResync.Add(resyncEvery)
 			a.dirty = true
 		}
-		if a.dirty || (!a.next.IsZero() && !now.Before(a.next)) {
+		if !a.noView && (a.dirty || (!a.next.IsZero() && !now.Before(a.next))) {
 			f.reconcile(a)
 		}
 	}
@@ -622,4 +653,221 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		})
 	}
+}
+
+// simWatch checks, every step, that no VIP has two live answerers for long
+// and how long each had none.
+type simWatch struct {
+	f       *simFleet
+	two     time.Duration // steps with some VIP answered twice
+	gap     map[netip.Addr]time.Duration
+	longest time.Duration // longest stretch a VIP had no live answerer
+	owners  map[netip.Addr]map[string]bool
+}
+
+func newSimWatch(f *simFleet) *simWatch {
+	return &simWatch{f: f, gap: map[netip.Addr]time.Duration{}, owners: map[netip.Addr]map[string]bool{}}
+}
+
+// run steps the fleet for d, checking after each step.
+func (w *simWatch) run(d time.Duration) {
+	end := w.f.clk.Now().Add(d)
+	for w.f.clk.Now().Before(end) {
+		w.f.step()
+		two := false
+		for ip := range w.f.vips {
+			ans := w.f.answerers(ip)
+			switch len(ans) {
+			case 0:
+				w.gap[ip] += simStep
+				w.longest = max(w.longest, w.gap[ip])
+			case 1:
+				w.gap[ip] = 0
+				if w.owners[ip] == nil {
+					w.owners[ip] = map[string]bool{}
+				}
+				w.owners[ip][ans[0].name] = true
+			default:
+				w.gap[ip] = 0
+				two = true
+			}
+		}
+		if two {
+			w.two += simStep
+		}
+	}
+}
+
+// owner returns the single live answerer of ip, or nil.
+func (f *simFleet) owner(ip netip.Addr) *simAgent {
+	if ans := f.answerers(ip); len(ans) == 1 {
+		return ans[0]
+	}
+	return nil
+}
+
+// TestFleetSimulationFaults plays the rows of issue 8's fault table (and
+// issue 12's crash at a cut-off site) on ten simulated agents of one
+// segment: the real planner, liveness and heartbeats, a fake API server,
+// network and clock (docs/agent-model.md).
+func TestFleetSimulationFaults(t *testing.T) {
+	setup := func(t *testing.T) (*simFleet, netip.Addr, *simAgent, *simWatch) {
+		f := newSimFleet(t, 10, simFlat)
+		w := newSimWatch(f)
+		w.run(simWarmup)
+		ip := netip.MustParseAddr("2001:db8:100:0::1")
+		o := f.owner(ip)
+		if o == nil {
+			t.Fatalf("%s has %d answerers after the warm-up, want 1", ip, len(f.answerers(ip)))
+		}
+		w.two, w.longest, w.owners = 0, 0, map[netip.Addr]map[string]bool{}
+		return f, ip, o, w
+	}
+	expectSingle := func(t *testing.T, f *simFleet) {
+		t.Helper()
+		for ip := range f.vips {
+			if n := len(f.answerers(ip)); n != 1 {
+				t.Errorf("%s has %d live answerers, want 1", ip, n)
+			}
+		}
+	}
+
+	t.Run("owner crash: another node answers within a second, never two", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		o.dead = true
+		w.run(time.Second)
+		if n := f.owner(ip); n == nil || n == o {
+			t.Fatalf("a second after the crash %s is answered by %v", ip, f.answerers(ip))
+		}
+		w.run(f.cfg.NodeAgent.LeaseDuration + 5*time.Second) // past the Lease backstop
+		expectSingle(t, f)
+		if w.two > 0 {
+			t.Errorf("two live answerers for %s", w.two)
+		}
+		if w.longest > time.Second {
+			t.Errorf("a VIP went unanswered for %s", w.longest)
+		}
+		if len(w.owners[ip]) != 1 {
+			t.Errorf("%s moved more than once: %v", ip, w.owners[ip])
+		}
+	})
+
+	t.Run("owner agent killed and restarted: exactly one answerer again, two for at most a second", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		o.dead = true
+		w.run(3 * time.Second)
+		if n := f.owner(ip); n == nil || n == o {
+			t.Fatalf("3s after the kill %s is answered by %v", ip, f.answerers(ip))
+		}
+		f.start(o)
+		f.renew(o)
+		w.run(20 * time.Second)
+		expectSingle(t, f)
+		if w.two > time.Second {
+			t.Errorf("two live answerers for %s in all", w.two)
+		}
+		if f.owner(ip) != o {
+			t.Errorf("%s is answered by %v after the restart, want the first in line, %s", ip, f.answerers(ip), o.name)
+		}
+	})
+
+	t.Run("heartbeats between the owner and its successors lost: no takeover, never two", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		for _, a := range f.agents {
+			if a != o {
+				f.dropped[[2]*simAgent{o, a}] = true
+			}
+		}
+		w.run(60 * time.Second)
+		if f.owner(ip) != o {
+			t.Errorf("%s is answered by %v, want the owner %s throughout", ip, f.answerers(ip), o.name)
+		}
+		if len(w.owners[ip]) != 1 || w.two > 0 || w.longest > 0 {
+			t.Errorf("owners %v, two answering %s, longest gap %s; want one owner, no overlap, no gap", w.owners[ip], w.two, w.longest)
+		}
+	})
+
+	t.Run("owner cut off from the API server only: it keeps answering, never two", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		f.apiDown[o] = true
+		// Past the Lease backstop: the others see its Lease expire, but
+		// hear its heartbeats and see its answers.
+		w.run(f.cfg.NodeAgent.LeaseDuration + 20*time.Second)
+		if f.owner(ip) != o || w.two > 0 || w.longest > 0 {
+			t.Errorf("%s answered by %v; two answering %s, longest gap %s; want the owner %s alone throughout", ip, f.answerers(ip), w.two, w.longest, o.name)
+		}
+		delete(f.apiDown, o)
+		w.run(20 * time.Second)
+		expectSingle(t, f)
+		if w.two > time.Second {
+			t.Errorf("two answering for %s after the API server returned", w.two)
+		}
+	})
+
+	t.Run("API server gone for everyone past the Lease backstop: the same owners, then no flap", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		before := map[netip.Addr]*simAgent{}
+		for v := range f.vips {
+			before[v] = f.owner(v)
+		}
+		for _, a := range f.agents {
+			f.apiDown[a] = true
+		}
+		w.run(2 * f.cfg.NodeAgent.LeaseDuration)
+		for _, a := range f.agents {
+			delete(f.apiDown, a)
+		}
+		w.run(30 * time.Second)
+		for v, b := range before {
+			if f.owner(v) != b {
+				t.Errorf("%s moved from %s to %v", v, b.name, f.answerers(v))
+			}
+		}
+		if w.two > 0 || w.longest > 0 || f.owner(ip) != o {
+			t.Errorf("two answering %s, longest gap %s", w.two, w.longest)
+		}
+	})
+
+	t.Run("edge: owner crash with the API server gone for everyone: one answerer within a second", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		for _, a := range f.agents {
+			f.apiDown[a] = true
+		}
+		w.run(5 * time.Second)
+		o.dead = true
+		w.run(time.Second)
+		if n := f.owner(ip); n == nil || n == o {
+			t.Fatalf("a second after the crash %s is answered by %v", ip, f.answerers(ip))
+		}
+		w.run(2 * f.cfg.NodeAgent.LeaseDuration)
+		for _, a := range f.agents {
+			delete(f.apiDown, a)
+		}
+		w.run(f.cfg.NodeAgent.LeaseDuration)
+		expectSingle(t, f)
+		// The dead owner before the crash, its successor after: no
+		// further move when the API server returns.
+		if w.two > 0 || w.longest > time.Second || len(w.owners[ip]) != 2 {
+			t.Errorf("two answering %s, longest gap %s, owners %v (want the dead one and one successor)", w.two, w.longest, w.owners[ip])
+		}
+	})
+
+	t.Run("SIGTERM of the owner: the next in line answers at once, without a probe", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		o.leaving = true
+		o.hb.SetLeaving(true)
+		f.renew(o)
+		f.reconcile(o)
+		w.run(5 * time.Second)
+		n := f.owner(ip)
+		if n == nil || n == o {
+			t.Fatalf("%s is answered by %v after the owner left", ip, f.answerers(ip))
+		}
+		if w.longest > 2*simStep || w.two > 0 {
+			t.Errorf("longest gap %s (want at most two steps), two answering %s", w.longest, w.two)
+		}
+		if len(n.probing) > 0 || len(n.probes) > 0 {
+			t.Errorf("the new owner probed: %v %v", n.probing, n.probes)
+		}
+	})
 }

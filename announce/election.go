@@ -5,7 +5,6 @@ import (
 	"container/heap"
 	"crypto/sha256"
 	"net/netip"
-	"slices"
 )
 
 // Candidate is a node that may announce a VIP.
@@ -25,29 +24,13 @@ func score(node string, ip netip.Addr) [sha256.Size]byte {
 }
 
 // Rank orders cands for ip, the owner first: nodes not draining before
-// draining ones, then by descending score. Ties (equal node names) keep
-// their order.
+// draining ones, then by descending score. It drains the same ranking the
+// planner reads lazily, so the two cannot disagree.
 func Rank(ip netip.Addr, cands []Candidate) []Candidate {
-	type scored struct {
-		Candidate
-		s [sha256.Size]byte
-	}
-	ss := make([]scored, len(cands))
-	for i, c := range cands {
-		ss[i] = scored{c, score(c.Node, ip)}
-	}
-	slices.SortStableFunc(ss, func(a, b scored) int {
-		if a.Draining != b.Draining {
-			if a.Draining {
-				return 1
-			}
-			return -1
-		}
-		return bytes.Compare(b.s[:], a.s[:])
-	})
-	out := make([]Candidate, len(ss))
-	for i := range ss {
-		out[i] = ss[i].Candidate
+	r := newRanking(ip, cands)
+	out := make([]Candidate, 0, len(cands))
+	for c, ok := r.next(); ok; c, ok = r.next() {
+		out = append(out, c)
 	}
 	return out
 }
@@ -57,8 +40,7 @@ func Rank(ip netip.Addr, cands []Candidate) []Candidate {
 // per candidate. The planner reads the owner and a few successors of a
 // VIP, so it does not sort all members (at 5,000 members a full sort per
 // VIP was most of a planner run). Among equal weights (only equal node
-// names can tie) the smaller name comes first, as Rank of a name-sorted
-// list has it.
+// names can tie) the smaller name comes first.
 type ranking []rankedCandidate
 
 type rankedCandidate struct {

@@ -26,7 +26,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"k8s.io/component-base/version"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/internal/buildinfo"
 )
 
 // Exit statuses, documented in docs/configuration.md.
@@ -78,7 +79,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "baremetal-config",
 		Short:         "Check, convert and inspect the cloud-config of cloud-provider-baremetal",
-		Version:       version.Get().String(),
+		Version:       buildinfo.Version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          cobra.NoArgs,

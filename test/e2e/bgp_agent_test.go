@@ -56,16 +56,40 @@ func newBGPAgentLab(t *testing.T) *bgpAgentLab {
 // newBGPAgentLabConf is newBGPAgentLab with the cloud-config given.
 func newBGPAgentLabConf(t *testing.T, cloudConfig string) *bgpAgentLab {
 	t.Helper()
+	return newBGPAgentLabSpec(t, bgpAgentLabSpec{cloudConfig: cloudConfig})
+}
+
+// bgpAgentLabSpec shapes an agent lab.
+type bgpAgentLabSpec struct {
+	cloudConfig string
+	routerConf  string              // frrConf() when empty
+	nodeLabels  []map[string]string // one per node; three unlabelled nodes when nil
+	// beforeNodes, if set, runs once the router is up, before the nodes
+	// and their agents start (e.g. to add a second router).
+	beforeNodes func(l *bgpAgentLab)
+}
+
+func newBGPAgentLabSpec(t *testing.T, spec bgpAgentLabSpec) *bgpAgentLab {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l := &bgpAgentLab{bgpLab: newBGPLab(t), c: startCluster(t)}
+	if spec.routerConf == "" {
+		spec.routerConf = frrConf()
+	}
+	if spec.nodeLabels == nil {
+		spec.nodeLabels = make([]map[string]string, 3)
+	}
+	l := &bgpAgentLab{bgpLab: newBGPLabConf(t, spec.routerConf), c: startCluster(t)}
 	cfg := filepath.Join(l.dir, "cloud-config.yaml")
-	if err := os.WriteFile(cfg, []byte(cloudConfig), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(spec.cloudConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 {
+	if spec.beforeNodes != nil {
+		spec.beforeNodes(l)
+	}
+	for i, labels := range spec.nodeLabels {
 		n := l.addNode(t, fmt.Sprintf("n%d", i+1), byte(11+i), "")
-		if err := l.c.CreateNode(ctx, n.name, []netip.Addr{n.addr4, n.addr6}, nil, false); err != nil {
+		if err := l.c.CreateNode(ctx, n.name, []netip.Addr{n.addr4, n.addr6}, labels, false); err != nil {
 			t.Fatal(err)
 		}
 		n.config = cfg

@@ -126,7 +126,7 @@ func bgpEventText(ev bgp.Event) (typ, reason, msg string) {
 		if b := ev.BFD; b != nil {
 			msg += fmt.Sprintf(" (%s)", b.Diag)
 		}
-		return v1.EventTypeWarning, apicontract.ReasonBFDDown, msg + "; its BGP session is shut until BFD is up again" + why
+		return v1.EventTypeWarning, apicontract.ReasonBFDDown, msg + "; its BGP session is shut until BFD is up again or a hold-down (2s, doubling while BFD keeps failing) has passed" + why
 	case bgp.EventPeerError:
 		if ev.Error == nil {
 			return "", "", ""

@@ -96,6 +96,9 @@ func (s *Speaker) loop(ctx context.Context) {
 			}
 		}
 		next := s.flushWeights(ctx)
+		if reopen := s.reopenAfterBFD(ctx); reopen > 0 && (next <= 0 || reopen < next) {
+			next = reopen
+		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C():

@@ -236,7 +236,10 @@ func (quietSender) Close() error      { return nil }
 
 func TestBFDDownShutsTheSessionUntilUp(t *testing.T) {
 	r := startRouters(t, 1)[0]
-	s, events := eventSpeaker(t, func(o *Options) { o.BFDNetwork = quietBFD{} })
+	// A clock that never moves: the hold-down after which the session
+	// reconnects anyway (TestBFDDownReconnectsAfterTheHoldDown) never ends.
+	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+	s, events := eventSpeaker(t, func(o *Options) { o.BFDNetwork = quietBFD{}; o.Clock = clk })
 	ctx := context.Background()
 	p := r.peer()
 	p.BFD = &config.PeerBFD{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}

@@ -26,6 +26,9 @@ type peerEntry struct {
 	established bool      // as gobgp last reported
 	bfdState    bfd.State // as the BFD session last reported
 	bfdDisabled bool      // the session is shut because BFD went down
+	bfdUpAt     time.Time // when BFD last came up; zero while down
+	bfdHold     time.Duration
+	bfdReopenAt time.Time // when a session shut by BFD reconnects
 }
 
 // sameSession reports whether a running session already matches w.

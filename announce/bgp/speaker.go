@@ -415,7 +415,7 @@ func (s *Speaker) Peers() []PeerStatus {
 		case e.err != nil:
 			st.Error = &PeerError{Cause: CauseConfig, Message: e.err.Error()}
 		case e.bfdDisabled:
-			st.Error = &PeerError{Cause: CauseBFDDown, Message: fmt.Sprintf("BFD with %s is down; the BGP session is shut until it is up again", e.cfg.Addr)}
+			st.Error = &PeerError{Cause: CauseBFDDown, Message: fmt.Sprintf("BFD with %s is down; the BGP session is shut until it is up again or %s passed", e.cfg.Addr, e.bfdHold)}
 		case !st.Established():
 			st.Error = s.errs.get(e.cfg.Addr.String())
 		}

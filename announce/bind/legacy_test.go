@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // fakeNetlink is a node's interfaces and addresses in memory.
@@ -18,11 +19,15 @@ type fakeNetlink struct {
 	deleted []string // "iface addr/len", in order
 	failDel map[string]error
 	listErr error
+	addrErr map[string]error // by interface
 }
 
 func (f *fakeNetlink) LinkList() ([]netlink.Link, error) { return f.links, f.listErr }
 
 func (f *fakeNetlink) AddrList(l netlink.Link, _ int) ([]netlink.Addr, error) {
+	if err := f.addrErr[l.Attrs().Name]; err != nil {
+		return nil, err
+	}
 	return f.addrs[l.Attrs().Name], nil
 }
 
@@ -128,5 +133,67 @@ func TestRemoveLegacyWithNoPools(t *testing.T) {
 	removed, err := RemoveLegacyWith(nl, func(netip.Addr) bool { return false })
 	if err != nil || len(removed) != 0 {
 		t.Fatalf("removed %v, err %v", removed, err)
+	}
+}
+
+// An interface whose addresses cannot be listed is reported; the others are
+// still cleaned.
+func TestRemoveLegacyCannotListOneInterface(t *testing.T) {
+	nl := node(t)
+	nl.addrErr = map[string]error{"kube-lb0": errors.New("netlink: message truncated")}
+	removed, err := RemoveLegacyWith(nl, inPools)
+	if err == nil || !strings.Contains(err.Error(), "listing addresses of kube-lb0: netlink: message truncated") {
+		t.Fatalf("err = %v", err)
+	}
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.240"), netip.MustParseAddr("2001:db8:1::5")}
+	if !slices.Equal(removed, want) {
+		t.Fatalf("removed %v, want %v", removed, want)
+	}
+}
+
+// An address that went away between listing and removing (another agent
+// instance, an operator) is gone as wanted: no error.
+func TestRemoveLegacyAddressAlreadyGone(t *testing.T) {
+	nl := node(t)
+	nl.failDel = map[string]error{"192.0.2.240/32": unix.EADDRNOTAVAIL}
+	removed, err := RemoveLegacyWith(nl, inPools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, netip.MustParseAddr("192.0.2.240")) {
+		t.Fatalf("removed %v, want 192.0.2.240 counted", removed)
+	}
+}
+
+// Entries without an address (netlink can return them) or with a malformed
+// one are skipped, not removed.
+func TestLegacySkipsMalformedAddresses(t *testing.T) {
+	la := linkAddrs{name: "eth0", addrs: []netlink.Addr{
+		{},
+		{IPNet: &net.IPNet{IP: net.IP{192, 0, 2}, Mask: net.CIDRMask(32, 32)}},
+		{IPNet: &net.IPNet{IP: net.ParseIP("192.0.2.243"), Mask: net.CIDRMask(32, 32)}}, // 16-byte form
+		addr(t, "192.0.2.244/32"),
+	}}
+	var got []string
+	for _, a := range legacy(la, inPools) {
+		got = append(got, a.IPNet.String())
+	}
+	// The 16-byte (IPv4-mapped) form is judged as the IPv4 address it is.
+	want := []string{"192.0.2.243/32", "192.0.2.244/32"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("legacy = %v, want %v", got, want)
+	}
+}
+
+// On this host's real interfaces, without root: listing works for anyone,
+// and with no address claimed nothing is removed. (The removal itself is
+// TestRemoveLegacyInANamespace, as root.)
+func TestRemoveLegacyOnTheHostClaimingNothing(t *testing.T) {
+	removed, err := RemoveLegacy(func(netip.Addr) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 0 {
+		t.Fatalf("removed %v", removed)
 	}
 }

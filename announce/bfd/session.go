@@ -112,6 +112,7 @@ func (s *session) receive(p *ControlPacket) (final bool) {
 	if p.YourDiscr == 0 && s.state != Down && s.state != AdminDown {
 		return false
 	}
+	oldTx := s.txInterval()
 	s.remoteDiscr = p.MyDiscr
 	s.remoteState = p.State
 	s.remoteDiag = p.Diag
@@ -121,6 +122,15 @@ func (s *session) receive(p *ControlPacket) (final bool) {
 	if p.Final && s.polling {
 		s.polling = false
 		s.effTx, s.effRx = s.advTx, s.advRx
+	}
+	// A shorter interval takes effect at once: the remote times us out
+	// by it as soon as it has said so (a router going Up lowers its
+	// RequiredMinRx from 1 s), so a packet still scheduled by the old
+	// one would come too late.
+	if tx := s.txInterval(); tx < oldTx {
+		if next := s.clock.Now().Add(s.jittered(tx)); next.Before(s.nextTx) {
+			s.nextTx = next
+		}
 	}
 	if s.state == AdminDown {
 		return false

@@ -328,3 +328,30 @@ func TestJitter(t *testing.T) {
 		})
 	}
 }
+
+// A router comes Up asking for packets no faster than 1 s, then lowers its
+// RequiredMinRx to 100 ms in a Poll and times us out by it at once: the
+// next packet must follow within the new interval, not at the slot the old
+// one scheduled (FRR's bfdd declared the lab's nodes down 300 ms after Up).
+func TestShorterRemoteRxSpeedsUpAtOnce(t *testing.T) {
+	s, fc := newTestSession(fast)
+	slow := func(p *ControlPacket) { p.RequiredMinRx, p.DesiredMinTx = time.Second, time.Second }
+	s.receive(remote(Down, slow, func(p *ControlPacket) { p.YourDiscr = 0 }))
+	s.receive(remote(Up, slow))
+	if s.state != Up {
+		t.Fatalf("state %s, want Up", s.state)
+	}
+	if !s.due() { // the packet that tells the router we are Up
+		t.Fatal("no packet at Up")
+	}
+	if got := s.deadline().Sub(fc.Now()); got != time.Second {
+		t.Fatalf("next packet in %s while the router accepts one a second, want 1s", got)
+	}
+	fc.Step(50 * time.Millisecond)
+	if final := s.receive(remote(Up, func(p *ControlPacket) { p.Poll = true })); !final {
+		t.Fatal("the router's Poll was not answered with a Final")
+	}
+	if got := s.deadline().Sub(fc.Now()); got > 100*time.Millisecond {
+		t.Errorf("next packet %s after the router asked for one every 100ms, want within 100ms", got)
+	}
+}

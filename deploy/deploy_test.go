@@ -279,6 +279,8 @@ func checkAgent(t *testing.T, m map[key]*unstructured.Unstructured) {
 		t.Error("agent must not be privileged nor allow privilege escalation")
 	}
 	if !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "NET_RAW"}) || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		// NET_RAW: the ARP/NDP sockets. NET_ADMIN: only the one-time removal
+		// of VIPs an older agent bound (announce/bind.RemoveLegacy).
 		t.Errorf("capabilities add %v drop %v; want add NET_ADMIN NET_RAW, drop ALL", sc.Capabilities.Add, sc.Capabilities.Drop)
 	}
 	_, healthPort, _ := strings.Cut(flagValue(c.Args, "--health-bind-address"), ":")

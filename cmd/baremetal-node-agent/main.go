@@ -1,7 +1,7 @@
 // Command baremetal-node-agent runs on every node (a DaemonSet with
-// hostNetwork, NET_ADMIN and NET_RAW) and makes the LoadBalancer addresses
-// handed out by baremetal-cloud-controller-manager reachable, by layer 2
-// (ARP/NDP) or BGP.
+// hostNetwork and NET_RAW; NET_ADMIN only to remove, at start, VIPs an
+// older agent bound) and makes the LoadBalancer addresses handed out by
+// baremetal-cloud-controller-manager reachable, by layer 2 (ARP/NDP) or BGP.
 package main
 
 import (

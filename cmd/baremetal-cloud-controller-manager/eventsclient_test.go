@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -57,5 +58,18 @@ func TestEventsApart(t *testing.T) {
 	}
 	if got, err := main.CoreV1().Services("default").Get(context.Background(), "web", metav1.GetOptions{}); err != nil || len(got.Status.LoadBalancer.Ingress) != 1 {
 		t.Errorf("the status patch did not reach the main client: %v %v", got, err)
+	}
+}
+
+func TestDropManagedFields(t *testing.T) {
+	svc := &v1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+	got, err := dropManagedFields(svc)
+	if err != nil || got != svc || svc.ManagedFields != nil || svc.Name != "web" {
+		t.Errorf("dropManagedFields(svc) = %v, %v; managedFields %v", got, err, svc.ManagedFields)
+	}
+	// A tombstone is not an object: passed through as it is.
+	tomb := cache.DeletedFinalStateUnknown{Key: "default/web", Obj: svc}
+	if got, err := dropManagedFields(tomb); err != nil || got != tomb {
+		t.Errorf("dropManagedFields(tombstone) = %v, %v", got, err)
 	}
 }

@@ -116,10 +116,14 @@ type burstResult struct {
 }
 
 func (r burstResult) String() string {
-	return fmt.Sprintf("%d/%d addressed; created in %s, all addressed at %s (creation + %s); p50 %s, p99 %s",
-		r.addressed, r.n, r.created.Round(time.Millisecond), r.allDone.Round(time.Millisecond),
+	return fmt.Sprintf("%d/%d addressed; created in %s (%.0f/s), all addressed at %s (creation + %s); p50 %s, p99 %s",
+		r.addressed, r.n, r.created.Round(time.Millisecond), r.achievedRate(), r.allDone.Round(time.Millisecond),
 		(r.allDone - r.created).Round(time.Millisecond), r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
 }
+
+// achievedRate is the creation rate the clients reached, which a loaded
+// machine holds below the one asked for.
+func (r burstResult) achievedRate() float64 { return float64(r.n) / r.created.Seconds() }
 
 // result summarises the Services named in ac.created, timed from start.
 func (ac *addressClock) result(n int, start time.Time, created time.Duration) burstResult {
@@ -251,7 +255,7 @@ func loadAverage() string {
 
 func rateName(rate float64) string {
 	if rate == 0 {
-		return "as fast as 16 clients can"
+		return "unpaced"
 	}
 	return fmt.Sprintf("%g/s", rate)
 }
@@ -357,6 +361,9 @@ func TestCCMBenchBurst(t *testing.T) {
 		}
 		if rate == 200 {
 			// The targets of the shipped defaults (DESIGN decision 9).
+			if d.achievedRate() < 180 {
+				t.Logf("the clients reached only %.0f creates/s: the 200/s targets below are checked at that rate", d.achievedRate())
+			}
 			if d.addressed < n || d.allDone-d.created > time.Second || d.p50 > 150*time.Millisecond || d.p99 > time.Second {
 				t.Errorf("shipped defaults at 200/s: %s; want all addressed within creation + 1 s, p50 ≤ 150 ms, p99 ≤ 1 s", d)
 			}
@@ -364,13 +371,13 @@ func TestCCMBenchBurst(t *testing.T) {
 		}
 	}
 	var sb strings.Builder
-	sb.WriteString("\n| created at | configuration | created in | all addressed at | per Service p50 | p99 | CCM peak RSS | load |\n|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("\n| creation asked (reached) | configuration | created in | all addressed at | per Service p50 | p99 | CCM peak RSS | load |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		rss := ""
 		if r.ccm {
 			rss = fmt.Sprintf("%.0f MiB", r.r.peakRSSMiB)
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s (+%s) | %s | %s | %s | %s |\n", rateName(r.rate), r.what,
+		fmt.Fprintf(&sb, "| %s (%.0f/s) | %s | %s | %s (+%s) | %s | %s | %s | %s |\n", rateName(r.rate), r.r.achievedRate(), r.what,
 			r.r.created.Round(100*time.Millisecond), r.r.allDone.Round(100*time.Millisecond),
 			(r.r.allDone - r.r.created).Round(10*time.Millisecond), r.r.p50.Round(time.Millisecond),
 			r.r.p99.Round(time.Millisecond), rss, r.load)

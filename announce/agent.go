@@ -636,8 +636,16 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		probes[ip] = p
 	}
 	a.probeMu.Unlock()
+	// A pool whose members are not all known yet is one this node cannot
+	// serve for now (to its own planner; peers are not told).
+	selfInfo := *a.info.Load()
+	unsynced := a.pools.unsynced()
+	if len(unsynced) > 0 {
+		selfInfo.UnreadyPools = append(slices.Clone(selfInfo.UnreadyPools), unsynced...)
+		a.log.V(2).Info("Waiting for the Leases of pools before answering for their VIPs", "pools", unsynced)
+	}
 	plan := Decide(PlanInput{
-		Config: cfg, Self: a.node, SelfInfo: *a.info.Load(), Leaving: a.leaving.Load(),
+		Config: cfg, Self: a.node, SelfInfo: selfInfo, Leaving: a.leaving.Load(),
 		Links: links, Nodes: a.nodeViews(), VIPs: vips, Members: members, Health: verdicts,
 		Probes: probes, Owned: a.owned, Now: a.clock.Now(),
 	})
@@ -673,6 +681,10 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	}
 	a.warnNoInterface(plan.NoInterface)
 	a.reportApplied()
+	if len(unsynced) > 0 {
+		// Syncing an empty pool observes nothing: look again soon.
+		plan.next(a.clock.Now().Add(100 * time.Millisecond))
+	}
 	switch {
 	case next.IsZero():
 		return plan.Next

@@ -472,6 +472,11 @@ nodeAgent:
 `, testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
 	h.start()
 	h.waitSet([]l2.Announcement{}) // node-a owns it
+	// The pool's Leases are listed before the API server hangs (an agent
+	// claims nothing of a pool whose members it does not know yet).
+	if err := waitFor(20*time.Second, func() bool { return len(h.agent.pools.unsynced()) == 0 }); err != nil {
+		t.Fatalf("the pool's Lease watch did not sync: %v", err)
+	}
 
 	hung, release := make(chan struct{}, 1), make(chan struct{})
 	var once sync.Once

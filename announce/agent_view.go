@@ -178,7 +178,30 @@ type poolWatches struct {
 type poolWatch struct {
 	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
+	handler  cache.ResourceEventHandlerRegistration
 	stop     chan struct{}
+}
+
+// unsynced returns the watched pools whose Leases have not all been
+// handed to Liveness yet. Until then this agent does not know who else
+// could answer for their VIPs, so it must not claim them: a restarted
+// owner that planned with only itself as member would answer over the
+// node that took its VIPs over, and take the probe's answer for a
+// conflict.
+func (w *poolWatches) unsynced() []string {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for name, pw := range w.watches {
+		if pw.handler == nil || !pw.handler.HasSynced() {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func newPoolWatches(client kubernetes.Interface, namespace string, live *Liveness, onChange func()) *poolWatches {
@@ -212,12 +235,12 @@ func (w *poolWatches) set(pools []string) {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = label }))
 		inf := f.Coordination().V1().Leases().Informer()
 		_ = inf.SetTransform(dropManagedFields) // fails only once started
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, _ := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    w.observe,
 			UpdateFunc: func(_, obj any) { w.observe(obj) },
 			DeleteFunc: w.forget,
 		})
-		pw := &poolWatch{factory: f, informer: inf, stop: make(chan struct{})}
+		pw := &poolWatch{factory: f, informer: inf, handler: reg, stop: make(chan struct{})}
 		w.watches[name] = pw
 		f.Start(pw.stop)
 		go func() {

@@ -622,14 +622,6 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	}
 	a.metrics.LiveAgents.Set(float64(up))
 	vips := BuildVIPs(cfg, a.lbServices(), a.readyEndpoints)
-	for ip, v := range vips {
-		// A pool's VIPs wait for its members (a restarted agent that
-		// planned alone would find the member that took its VIPs over
-		// answering, and back off as from a foreign host).
-		if v.Pool.Mode == config.ModeLayer2 && !a.owned[ip] && a.pools.listing(v.Pool.Name) {
-			delete(vips, ip)
-		}
-	}
 	a.probeMu.Lock()
 	probes := make(map[netip.Addr]ProbeResult, len(a.probes))
 	for ip, p := range a.probes {

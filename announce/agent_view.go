@@ -243,27 +243,9 @@ func (w *poolWatches) set(pools []string) {
 		pw := &poolWatch{factory: f, informer: inf, handler: reg, stop: make(chan struct{})}
 		w.watches[name] = pw
 		f.Start(pw.stop)
-		go func() {
-			if cache.WaitForCacheSync(pw.stop, inf.HasSynced) {
-				w.onChange() // the pool's members are known: plan it
-			}
-		}()
 	}
 }
 
-// listing reports whether pool is watched but its Leases not yet listed:
-// until they are, this agent does not know the pool's other members or
-// their MACs, and would take a member answering for a VIP for a foreign
-// host.
-func (w *poolWatches) listing(pool string) bool {
-	if w == nil {
-		return false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	pw, ok := w.watches[pool]
-	return ok && !pw.informer.HasSynced()
-}
 
 func (w *poolWatches) stopAll() {
 	if w == nil {

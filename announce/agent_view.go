@@ -246,7 +246,6 @@ func (w *poolWatches) set(pools []string) {
 	}
 }
 
-
 func (w *poolWatches) stopAll() {
 	if w == nil {
 		return

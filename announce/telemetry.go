@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // Metrics are the agent's Prometheus metrics (prefix baremetal_).
@@ -75,11 +77,11 @@ func NewMetrics() *Metrics {
 		Help: "Requests this agent sent to the API server, by HTTP method (watches count once, when opened).",
 	}, []string{"method"})
 	m.ReloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "baremetal_config_reload_failures_total",
+		Name: config.MetricReloadFailures,
 		Help: "Cloud-config reloads refused because the new file was invalid.",
 	})
 	m.ReloadSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "baremetal_config_last_reload_success",
+		Name: config.MetricReloadSuccess,
 		Help: "1 if the cloud-config file on disk is the one in force, 0 if the last change was refused.",
 	})
 	m.ReloadSuccess.Set(1)

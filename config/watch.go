@@ -11,6 +11,12 @@ import (
 	"k8s.io/utils/clock"
 )
 
+// Metrics both binaries export about following the file, named once here.
+const (
+	MetricReloadFailures = "baremetal_config_reload_failures_total"
+	MetricReloadSuccess  = "baremetal_config_last_reload_success"
+)
+
 // Watch follows a cloud-config file for both binaries. It polls the file's
 // content rather than watching inodes: a ConfigMap volume is updated by an
 // atomic symlink swap, which a content comparison catches however the file

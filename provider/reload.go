@@ -21,12 +21,12 @@ const ConfigPollInterval = 2 * time.Second
 
 var (
 	reloadFailures = metrics.NewCounter(&metrics.CounterOpts{
-		Name:           "baremetal_config_reload_failures_total",
+		Name:           config.MetricReloadFailures,
 		Help:           "Cloud-config reloads refused because the new file was invalid.",
 		StabilityLevel: metrics.ALPHA,
 	})
 	reloadSuccess = metrics.NewGauge(&metrics.GaugeOpts{
-		Name:           "baremetal_config_last_reload_success",
+		Name:           config.MetricReloadSuccess,
 		Help:           "1 if the cloud-config file on disk is the one in force, 0 if the last change was refused.",
 		StabilityLevel: metrics.ALPHA,
 	})

@@ -15,6 +15,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// MaxSize is the largest cloud-config accepted: the most a ConfigMap, where
+// clusters keep it, can hold. It bounds the memory of decoding.
+const MaxSize = 1 << 20
+
 // Load reads, decodes, defaults and validates the file at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -44,6 +48,11 @@ func Read(r io.Reader) (*Config, error) {
 // Warnings (a usable file that is probably not what was meant) are in
 // Config.Warnings.
 func Parse(data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		// Decoding holds a tree of the whole document: bound it.
+		return nil, ValidationErrors{&FieldError{Msg: fmt.Sprintf(
+			"the cloud-config is %d bytes; at most %d (1 MiB, what a ConfigMap holds) are accepted", len(data), MaxSize)}}
+	}
 	c := &Config{}
 	root, err := parseTree(data)
 	if err != nil {

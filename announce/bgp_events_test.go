@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
@@ -83,20 +85,38 @@ func TestAgentShutdownRestartOrRemoval(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, "node-b", tt.node)
 			h.start()
-			deadline := time.Now().Add(20 * time.Second)
-			for !h.agent.synced.Load() {
-				if time.Now().After(deadline) {
-					t.Fatal("the agent did not sync")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			h.stop()
-			h.bgp.mu.Lock()
-			defer h.bgp.mu.Unlock()
-			if !slices.Equal(h.bgp.calls, []string{tt.want}) {
-				t.Errorf("BGP plane calls %v, want [%s]", h.bgp.calls, tt.want)
-			}
+			h.waitShutdownDecision(tt.want)
 		})
+	}
+	// Cordoned just before the SIGTERM, before the watch delivered it:
+	// the agent asks the API server and withdraws.
+	t.Run("cordoned a moment before: removal", func(t *testing.T) {
+		h := newHarness(t, "node-b", testNode("node-b", "192.0.2.202"))
+		h.setAPI("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, cordoned.DeepCopy(), nil
+		})
+		h.start()
+		h.waitShutdownDecision("Stop")
+	})
+}
+
+// waitShutdownDecision waits for the view to sync, stops the agent and
+// checks what it did with its BGP sessions.
+func (h *harness) waitShutdownDecision(want string) {
+	t := h.t
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !h.agent.synced.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not sync")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop()
+	h.bgp.mu.Lock()
+	defer h.bgp.mu.Unlock()
+	if !slices.Equal(h.bgp.calls, []string{want}) {
+		t.Errorf("BGP plane calls %v, want [%s]", h.bgp.calls, want)
 	}
 }
 

@@ -580,9 +580,15 @@ func TestDiffApplied(t *testing.T) {
 func TestAgentWaitsForThePoolsMembers(t *testing.T) {
 	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
 	h := newHarness(t, "node-a", testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-b"))
+	// Fail the lists rather than block them: the fake client serialises
+	// every request, so a blocked one would hold up the view's lists too.
+	var listed atomic.Bool
 	release := make(chan struct{})
+	go func() { <-release; listed.Store(true) }()
 	h.setAPI("list", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		<-release
+		if !listed.Load() {
+			return true, nil, errors.New("not yet")
+		}
 		return false, nil, nil
 	})
 	h.start()

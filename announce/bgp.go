@@ -151,17 +151,19 @@ func bgpRestarts(self NodeView, known bool) bool {
 // leaveBGP ends this agent's BGP on shutdown, by bgpRestarts's rule.
 func (a *Agent) leaveBGP(ctx context.Context) error {
 	self, known := a.selfNode()
-	// The watch may lag a cordon made just before the SIGTERM (a drain
-	// script cordons, then stops the node): ask the API server, briefly;
-	// without an answer the cached view decides.
-	gctx, cancel := context.WithTimeout(ctx, time.Second)
-	n, err := a.client.CoreV1().Nodes().Get(gctx, a.node, metav1.GetOptions{})
-	cancel()
-	switch {
-	case err == nil:
-		self, known = nodeView(n), true
-	case apierrors.IsNotFound(err):
-		known = false
+	if bgpRestarts(self, known) {
+		// The watch may lag a cordon made just before the SIGTERM (a
+		// drain script cordons, then stops the node): ask the API server,
+		// briefly; without an answer the cached view decides.
+		gctx, cancel := context.WithTimeout(ctx, time.Second)
+		n, err := a.client.CoreV1().Nodes().Get(gctx, a.node, metav1.GetOptions{})
+		cancel()
+		switch {
+		case err == nil:
+			self, known = nodeView(n), true
+		case apierrors.IsNotFound(err):
+			known = false
+		}
 	}
 	if bgpRestarts(self, known) {
 		a.log.Info("Restarting, not leaving: keeping the paths with graceful-restart BGP peers")

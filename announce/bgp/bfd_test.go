@@ -2,14 +2,10 @@ package bgp
 
 import (
 	"context"
-	"net/netip"
 	"testing"
 	"time"
 
-	clocktesting "k8s.io/utils/clock/testing"
-
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bfd"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 )
 
 // A session shut because BFD went down reconnects after the hold-down even
@@ -17,20 +13,7 @@ import (
 // brings it back otherwise), and the hold-down doubles when BFD fails again
 // soon after.
 func TestBFDDownReconnectsAfterTheHoldDown(t *testing.T) {
-	r := startRouters(t, 1)[0]
-	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
-	s, events := eventSpeaker(t, func(o *Options) { o.BFDNetwork = quietBFD{}; o.Clock = clk })
-	ctx := context.Background()
-	p := r.peer()
-	p.BFD = &config.PeerBFD{ReceiveInterval: 100 * time.Millisecond, TransmitInterval: 100 * time.Millisecond, DetectMultiplier: 3}
-	if err := s.SetPeers(ctx, []config.Peer{p}); err != nil {
-		t.Fatal(err)
-	}
-	awaitEvent(t, events, EventSessionUp, r.name)
-	if err := s.SetAdvertisements(ctx, []Advertisement{{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Peers: []string{r.name}}}); err != nil {
-		t.Fatal(err)
-	}
-	r.waitRoutes(t, map[string]string{"192.0.2.1/32": plain4})
+	s, events, r, clk := bfdSpeaker(t)
 
 	flap := func(hold time.Duration) {
 		t.Helper()

@@ -234,10 +234,12 @@ type quietSender struct{}
 func (quietSender) Send([]byte) error { return nil }
 func (quietSender) Close() error      { return nil }
 
-func TestBFDDownShutsTheSessionUntilUp(t *testing.T) {
+// bfdSpeaker starts a speaker with one BFD peer on a network where no BFD
+// packet arrives, driven by a fake clock, and waits until the peer has
+// 192.0.2.1/32.
+func bfdSpeaker(t *testing.T) (*Speaker, chan Event, *testRouter, *clocktesting.FakeClock) {
+	t.Helper()
 	r := startRouters(t, 1)[0]
-	// A clock that never moves: the hold-down after which the session
-	// reconnects anyway (TestBFDDownReconnectsAfterTheHoldDown) never ends.
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	s, events := eventSpeaker(t, func(o *Options) { o.BFDNetwork = quietBFD{}; o.Clock = clk })
 	ctx := context.Background()
@@ -251,6 +253,13 @@ func TestBFDDownShutsTheSessionUntilUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitRoutes(t, map[string]string{"192.0.2.1/32": plain4})
+	return s, events, r, clk
+}
+
+func TestBFDDownShutsTheSessionUntilUp(t *testing.T) {
+	// The clock never moves: the hold-down after which the session
+	// reconnects anyway (TestBFDDownReconnectsAfterTheHoldDown) never ends.
+	s, events, r, _ := bfdSpeaker(t)
 
 	s.inbox.put(bfdChanged{bfd.Status{Peer: r.addr, State: bfd.Up, RemoteState: bfd.Up}})
 	awaitEvent(t, events, EventBFDUp, r.name)

@@ -613,7 +613,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	}
 
 	members := a.live.Members()
-	verdicts, next := a.live.Verdicts()
+	verdicts := a.live.Verdicts()
 	up := 1
 	for n := range members {
 		if verdicts[n].State == Up {
@@ -657,6 +657,9 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		a.live.SetTargets(targets)
 		a.hb.SetTargets(plan.Heartbeat)
 	}
+	// After SetTargets: a peer that just became a target and is never heard
+	// turns silent suspectAfter from now.
+	next := a.live.NextChange()
 	if err := a.l2.Set(ctx, plan.L2); err != nil {
 		a.log.Error(err, "Answering for some layer-2 VIPs failed; retrying on the next pass")
 	}

@@ -313,7 +313,7 @@ func (f *simFleet) deliver() {
 func (f *simFleet) reconcile(a *simAgent) {
 	now := f.clk.Now()
 	members := a.live.Members()
-	verdicts, next := a.live.Verdicts()
+	verdicts := a.live.Verdicts()
 	start := time.Now()
 	plan := Decide(PlanInput{
 		Config: f.cfg, Self: a.name, SelfInfo: a.info, Leaving: a.leaving, Links: a.links, Nodes: f.nodes, VIPs: f.vips,
@@ -329,6 +329,7 @@ func (f *simFleet) reconcile(a *simAgent) {
 	a.live.SetTargets(targets)
 	a.hb.SetTargets(plan.Heartbeat)
 	a.hb.SetAnswering(true)
+	next := a.live.NextChange()
 	for ip := range a.answers {
 		delete(f.answering[ip], a)
 	}

@@ -132,7 +132,7 @@ func TestLiveness(t *testing.T) {
 					}
 					l.Heard(node, leaving)
 				}
-				got, _ := l.Verdicts()
+				got := l.Verdicts()
 				if len(got) != len(s.want) {
 					t.Fatalf("step %d: verdicts %v, want %v", i, got, s.want)
 				}
@@ -166,12 +166,11 @@ func TestLivenessSilentSinceAndNext(t *testing.T) {
 	l.ObserveLease("b", "1", false, AgentInfo{})
 	l.SetTargets([]string{"b"})
 	l.Heard("b", false)
-	_, next := l.Verdicts()
-	if want := start.Add(testSuspect); !next.Equal(want) {
+	if next, want := l.NextChange(), start.Add(testSuspect); !next.Equal(want) {
 		t.Errorf("next change %v, want %v (b's suspicion)", next, want)
 	}
 	clk.SetTime(start.Add(2 * time.Second))
-	v, _ := l.Verdicts()
+	v := l.Verdicts()
 	if want := start.Add(testSuspect); v["b"].State != Silent || !v["b"].Since.Equal(want) {
 		t.Errorf("b: %+v, want Silent since %v (the last beat plus suspectAfter)", v["b"], want)
 	}

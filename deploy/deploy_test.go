@@ -255,6 +255,11 @@ func checkCCM(t *testing.T, m map[key]*unstructured.Unstructured) {
 			t.Errorf("%s probe %+v: want HTTPS /healthz on the secure port %s", name, p, port)
 		}
 	}
+	// The pod's UID, name and namespace: a restarted container takes the
+	// leader Lease of its predecessor in the same pod (internal/leaderlease).
+	if env := downwardEnv(c); env["POD_UID"] != "metadata.uid" || env["POD_NAME"] != "metadata.name" || env["POD_NAMESPACE"] != "metadata.namespace" {
+		t.Errorf("CCM downward API env = %v, want POD_UID, POD_NAME and POD_NAMESPACE", env)
+	}
 	checkConfigMount(t, pod, c)
 	if sc := c.SecurityContext; sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
@@ -293,16 +298,23 @@ func checkAgent(t *testing.T, m map[key]*unstructured.Unstructured) {
 	if flagValue(c.Args, "--namespace") != "$(POD_NAMESPACE)" {
 		t.Errorf("--namespace = %q, want the pod's own namespace", flagValue(c.Args, "--namespace"))
 	}
-	envFrom := map[string]string{}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			envFrom[e.Name] = e.ValueFrom.FieldRef.FieldPath
-		}
-	}
+	envFrom := downwardEnv(c)
 	if envFrom["NODE_NAME"] != "spec.nodeName" || envFrom["POD_NAMESPACE"] != "metadata.namespace" {
 		t.Errorf("downward API env = %v", envFrom)
 	}
 	checkConfigMount(t, pod, c)
+}
+
+// downwardEnv maps the container's env names to the pod fields they take
+// from the downward API.
+func downwardEnv(c corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	return env
 }
 
 // checkConfigMount: the cloud-config directory is mounted whole (no subPath,

@@ -107,5 +107,6 @@ func initCloud(c *cloudcontrollerconfig.CompletedConfig) cloudprovider.Interface
 	if shared.CloudConfigFile != "" {
 		bm.WatchConfigFile(shared.CloudConfigFile)
 	}
+	takeOverFromEarlierContainer(c)
 	return bm
 }

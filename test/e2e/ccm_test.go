@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/internal/leaderlease"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/provider"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
@@ -34,17 +35,33 @@ type ccm struct {
 // so failover tests take seconds.
 func startCCM(t *testing.T, c *lab.Cluster, cfgPath, name string, extra ...string) *ccm {
 	t.Helper()
+	return startCCMIn(t, c, cfgPath, name, nil, extra...)
+}
+
+// inPod is the environment the manifests give the CCM through the downward
+// API: the UID, name and namespace of its pod. Two processes started with
+// the same pod are two containers of one pod, one after the other (a
+// restart); never run them at once.
+func inPod(uid, name string) []string {
+	return []string{"POD_UID=" + uid, "POD_NAME=" + name, "POD_NAMESPACE=" + ccmNamespace}
+}
+
+// startCCMIn is startCCM with env added to the CCM's environment.
+func startCCMIn(t *testing.T, c *lab.Cluster, cfgPath, name string, env []string, extra ...string) *ccm {
+	t.Helper()
 	port := ccmFreePort(t)
 	kc := ccmKubeconfig(t, c)
-	args := append([]string{
+	// env(1) execs the CCM: the process (and its pid) is the CCM's.
+	args := append(append([]string{"env"}, env...),
 		bins.Path("baremetal-cloud-controller-manager"),
-		"--cloud-provider=baremetal", "--cloud-config=" + cfgPath,
-		"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
-		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port),
+		"--cloud-provider=baremetal", "--cloud-config="+cfgPath,
+		"--kubeconfig="+kc, "--authentication-kubeconfig="+kc, "--authorization-kubeconfig="+kc,
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port),
 		"--leader-elect=true", "--leader-elect-lease-duration=4s",
 		"--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=500ms",
 		"-v=2",
-	}, extra...)
+	)
+	args = append(args, extra...)
 	p := lab.StartProcess(t, c.Dir, name, args...)
 	checkNotForbidden(t, c, name, p)
 	return &ccm{proc: p, port: port}
@@ -448,11 +465,20 @@ pools:
     addresses: [198.51.100.0/24]
 `
 
+// TestCCMRestartKeepsAddresses: a kill -9 of the CCM and a new container in
+// the same pod (what the kubelet does), at the framework's leader-election
+// timings (15 s Lease). The new one keeps every address, hands out only
+// what is truly free, and serves a new Service within 10 s of its start:
+// it releases the Lease its dead predecessor in the pod still held
+// (internal/leaderlease) rather than wait 15 s for it to expire.
 func TestCCMRestartKeepsAddresses(t *testing.T) {
+	const serving = 10 * time.Second
 	c := startCluster(t)
 	cs := fastClient(t, c)
 	cfg := writeCloudConfig(t, manyConfig)
-	first := startCCM(t, c, cfg, "ccm-1")
+	pod := inPod("0b6e2f9c-5d1a-4c3e-9f7b-2a8d4e6c1f30", "baremetal-cloud-controller-manager-7d9f8-x2k4q")
+	first := startCCMIn(t, c, cfg, "ccm-1", pod, userLeaderElection...)
+	waitHolderPod(t, c, pod)
 	before := createMany(t, cs, "svc", 200)
 	assertDistinct(t, before)
 
@@ -464,9 +490,18 @@ func TestCCMRestartKeepsAddresses(t *testing.T) {
 	if err := cs.CoreV1().Services("default").Delete(t.Context(), "svc-000", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	second := startCCM(t, c, cfg, "ccm-2")
+	restart := time.Now()
+	second := startCCMIn(t, c, cfg, "ccm-2", pod, userLeaderElection...)
 	createSvc(t, cs, lbSvc("default", "after-restart"))
 	waitIngressIs(t, cs, "default", "after-restart", before["svc-000"])
+	took := time.Since(restart)
+	t.Logf("restarted CCM served a new Service %s after its start; load %s", took.Round(time.Millisecond), loadAverage())
+	if took > serving {
+		t.Errorf("the restarted CCM served a new Service %s after its start, want within %s (the Lease lasts 15 s)", took.Round(time.Millisecond), serving)
+	}
+	if !strings.Contains(second.proc.Logs(), "Released the leader Lease held by an earlier container of this pod") {
+		t.Error("the restarted CCM did not log releasing its predecessor's Lease")
+	}
 	if err := lab.Eventually(t.Context(), 30*time.Second, 200*time.Millisecond, func() error {
 		if _, err := cs.CoreV1().Services("default").Get(t.Context(), "svc-000", metav1.GetOptions{}); err == nil {
 			return fmt.Errorf("svc-000 still exists (finalizer)")
@@ -527,9 +562,13 @@ func TestCCMLeaderFailover(t *testing.T) {
 	c := startCluster(t)
 	cs := fastClient(t, c)
 	cfg := writeCloudConfig(t, manyConfig)
-	a := startCCM(t, c, cfg, "ccm-a")
+	// Two replicas are two pods, on one host here as with hostNetwork on
+	// one node: b must not take a's Lease for its own predecessor's.
+	podA := inPod("5c1d7a2e-8b4f-4e6a-a3d9-0f2b6c8e4a17", "baremetal-cloud-controller-manager-7d9f8-a")
+	a := startCCMIn(t, c, cfg, "ccm-a", podA)
 	waitLeader(t, c, "")
-	b := startCCM(t, c, cfg, "ccm-b")
+	waitHolderPod(t, c, podA)
+	b := startCCMIn(t, c, cfg, "ccm-b", inPod("9e4b2c7d-1f3a-4d8e-b6c5-3a7f0d2e9b84", "baremetal-cloud-controller-manager-7d9f8-b"))
 	before := createMany(t, cs, "svc", 50)
 	assertDistinct(t, before)
 	// Only the leader allocates: the standby has not ensured anything.
@@ -549,6 +588,30 @@ func TestCCMLeaderFailover(t *testing.T) {
 	assertDistinct(t, more)
 	if !strings.Contains(b.proc.Logs(), "Load balancer ensured") {
 		t.Error("the new leader did not allocate")
+	}
+	if strings.Contains(b.proc.Logs(), "Released the leader Lease") {
+		t.Error("the standby released the Lease of a leader in another pod")
+	}
+}
+
+// waitHolderPod waits until the leader has recorded on its Lease that it
+// runs in pod (inPod's environment): a restart in that pod can then take
+// the Lease at once.
+func waitHolderPod(t *testing.T, c *lab.Cluster, pod []string) {
+	t.Helper()
+	uid := strings.TrimPrefix(pod[0], "POD_UID=")
+	err := lab.Eventually(t.Context(), 30*time.Second, 100*time.Millisecond, func() error {
+		l, err := c.Client.CoordinationV1().Leases(ccmNamespace).Get(t.Context(), "cloud-controller-manager", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if v := l.Annotations[leaderlease.HolderPodAnnotation]; !strings.Contains(v, `"podUID":"`+uid+`"`) {
+			return fmt.Errorf("%s is %q", leaderlease.HolderPodAnnotation, v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the leader did not record its pod on the Lease: %v", err)
 	}
 }
 

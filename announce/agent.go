@@ -77,8 +77,6 @@ const (
 	// resyncEvery re-plans even when nothing was observed (interfaces
 	// that changed without a netlink event, say).
 	resyncEvery = 30 * time.Second
-	// probeWait is how long a takeover probe waits for an answer.
-	probeWait = l2.DefaultProbeWait
 	// unsyncedLogEvery repeats the "cannot list" log while it lasts.
 	unsyncedLogEvery = 30 * time.Second
 )
@@ -184,7 +182,7 @@ func New(opts Options) (*Agent, error) {
 	a.cfg.Store(opts.Config)
 	a.setSilent(SilentNoView) // until its first pass says otherwise
 	na := opts.Config.NodeAgent
-	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, heartbeat.DefaultSuspectAfter)
+	a.live = NewLiveness(opts.Clock, a.node, na.LeaseDuration, na.Suspect())
 	a.lease = newLeaseKeeper(a.client, a.namespace, a.node, opts.Clock, na.LeaseDuration)
 	a.info.Store(&AgentInfo{})
 	a.poolNames.Store(&[]string{})
@@ -359,7 +357,8 @@ func (a *Agent) startHeartbeats(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	a.hb = heartbeat.New(heartbeat.Options{
 		Self: a.node, Conn: conn, PeerPort: a.opts.HeartbeatPort, Clock: a.clock,
-		Logger: a.log.WithName("heartbeat"),
+		Interval: a.cfg.Load().NodeAgent.Heartbeat(),
+		Logger:   a.log.WithName("heartbeat"),
 		OnHeard: func(node string, leaving bool) {
 			if a.live.Heard(node, leaving) {
 				a.trigger()
@@ -612,6 +611,10 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		a.log.Info("The API server answers again; announcing from a fresh view")
 	}
 
+	a.live.SetSuspectAfter(cfg.NodeAgent.Suspect())
+	if a.hb != nil {
+		a.hb.SetInterval(cfg.NodeAgent.Heartbeat())
+	}
 	members := a.live.Members()
 	verdicts := a.live.Verdicts()
 	up := 1
@@ -722,6 +725,7 @@ func (a *Agent) startProbe(ctx context.Context, p ProbeRequest) {
 	a.probeMu.Unlock()
 	go func() {
 		at := a.clock.Now()
+		probeWait := a.cfg.Load().NodeAgent.TakeoverProbe()
 		pctx, cancel := context.WithTimeout(ctx, probeWait)
 		mac, err := a.l2.Probe(pctx, p.Interface, p.Addr)
 		cancel()

@@ -26,7 +26,6 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/bgp"
-	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/heartbeat"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce/l2"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/apicontract"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
@@ -384,40 +383,53 @@ func TestAgentTakesOverFromASilentOwnerAfterAProbe(t *testing.T) {
 // An owner that dies right after this agent first plans to watch it (the
 // lab's crash benchmark kills it 150 ms after the VIP is first answered) is
 // never heard, and no watch event follows to wake the agent: its own timer
-// must fire when the new target turns silent, suspectAfter after it became
-// one, not when the owner's Lease runs out (40 s here).
+// must fire when the new target turns silent, nodeAgent.suspectAfter after
+// it became one, not when the owner's Lease runs out (40 s here).
 func TestAgentProbesAnOwnerThatDiesAsItBecomesATarget(t *testing.T) {
-	svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
-	h := newHarness(t, "node-b", testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
-	start := h.clock.Now()
-	h.start()
-	h.waitSet([]l2.Announcement{}) // node-a owns it
-	// The clock moves only in small steps, and only while no probe came,
-	// so the probe's time is known to within a step.
-	const step = 50 * time.Millisecond
-	limit := start.Add(heartbeat.DefaultSuspectAfter + time.Second)
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case ip := <-h.l2.probes:
-			if ip != vip10 {
-				t.Fatalf("probed %s, want %s", ip, vip10)
+	for _, tc := range []struct {
+		name    string
+		config  string
+		suspect time.Duration
+	}{
+		{"default", agentConfig, config.DefaultSuspectAfter},
+		{"suspectAfter 2s", agentConfig + "nodeAgent: {suspectAfter: 2s}\n", 2 * time.Second},
+		{"suspectAfter 150ms", agentConfig + "nodeAgent: {heartbeatInterval: 50ms, suspectAfter: 150ms}\n", 150 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+			h := newHarnessWithConfig(t, "node-b", tc.config, testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
+			start := h.clock.Now()
+			h.start()
+			h.waitSet([]l2.Announcement{}) // node-a owns it
+			// The clock moves only in small steps, and only while no probe
+			// came, so the probe's time is known to within a step.
+			const step = 10 * time.Millisecond
+			limit := start.Add(tc.suspect + time.Second)
+			timeout := time.After(20 * time.Second)
+			for {
+				select {
+				case ip := <-h.l2.probes:
+					if ip != vip10 {
+						t.Fatalf("probed %s, want %s", ip, vip10)
+					}
+					took := h.clock.Since(start)
+					if late := tc.suspect/2 + 100*time.Millisecond; took < tc.suspect || took > tc.suspect+late {
+						t.Errorf("probed the silent owner %s after the agent started, want suspectAfter (%s) and a little", took, tc.suspect)
+					}
+					return
+				case <-time.After(10 * time.Millisecond):
+					if h.clock.Now().Before(limit) {
+						h.clock.Step(step)
+					} else {
+						// Past the bound: keep timers that were set just
+						// now firing, without moving time on.
+						h.clock.Step(0)
+					}
+				case <-timeout:
+					t.Fatalf("no probe of the silent owner within %s of the agent's start (the Lease backstop is 40 s)", limit.Sub(start))
+				}
 			}
-			if took := h.clock.Since(start); took > heartbeat.DefaultSuspectAfter+500*time.Millisecond {
-				t.Errorf("probed the silent owner %s after the agent started, want within suspectAfter (%s) and a little", took, heartbeat.DefaultSuspectAfter)
-			}
-			return
-		case <-time.After(20 * time.Millisecond):
-			if h.clock.Now().Before(limit) {
-				h.clock.Step(step)
-			} else {
-				// Past the bound: keep timers that were set just now
-				// firing, without moving time on.
-				h.clock.Step(0)
-			}
-		case <-timeout:
-			t.Fatalf("no probe of the silent owner within %s of the agent's start (the Lease backstop is 40 s)", limit.Sub(start))
-		}
+		})
 	}
 }
 

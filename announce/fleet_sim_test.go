@@ -241,7 +241,7 @@ func newSimFleet(t testing.TB, n int, layout simLayout) *simFleet {
 // new random epoch), nothing answered, and a list of the Leases of its
 // pools (a list, not watch events).
 func (f *simFleet) start(a *simAgent) {
-	a.live = NewLiveness(f.clk, a.name, f.cfg.NodeAgent.LeaseDuration, heartbeat.DefaultSuspectAfter)
+	a.live = NewLiveness(f.clk, a.name, f.cfg.NodeAgent.LeaseDuration, f.cfg.NodeAgent.Suspect())
 	a.hb = heartbeat.New(heartbeat.Options{
 		Self: a.name, Conn: simConn{f, a}, Clock: f.clk,
 		OnHeard: func(node string, leaving bool) {
@@ -378,7 +378,7 @@ func (f *simFleet) step() {
 			f.renew(a)
 		}
 		if !now.Before(a.beatAt) {
-			a.beatAt = a.beatAt.Add(heartbeat.DefaultInterval)
+			a.beatAt = a.beatAt.Add(f.cfg.NodeAgent.Heartbeat())
 			a.hb.Tick()
 		}
 	}
@@ -392,7 +392,7 @@ func (f *simFleet) step() {
 			var mac net.HardwareAddr
 			if ans := f.answerers(ip); len(ans) > 0 {
 				mac = ans[0].links[0].MAC
-			} else if now.Sub(at) < probeWait {
+			} else if now.Sub(at) < f.cfg.NodeAgent.TakeoverProbe() {
 				continue
 			}
 			delete(a.probing, ip)
@@ -603,7 +603,7 @@ func TestFleetSimulation(t *testing.T) {
 			// VIP's owner and successors beats the others of its group
 			// every interval, and each beat is answered.
 			group := Successors + 1
-			perSecond := float64(time.Second / heartbeat.DefaultInterval)
+			perSecond := float64(time.Second / config.DefaultHeartbeatInterval)
 			if bound := float64(r.vips*group*(group-1)) * perSecond * 2; r.packetsFleet > bound {
 				t.Errorf("%.0f heartbeat datagrams per second in the fleet, want at most %.0f (2 x %d VIPs x %d x %d per second)", r.packetsFleet, bound, r.vips, group*(group-1), int(perSecond))
 			}

@@ -127,6 +127,13 @@ func (l *Liveness) Heard(node string, leaving bool) bool {
 	return l.healthLocked(node, now).State != before.State
 }
 
+// SetSuspectAfter changes the suspicion window (a reloaded config).
+func (l *Liveness) SetSuspectAfter(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.suspectAfter = d
+}
+
 // SetTargets sets the agents this one exchanges heartbeats with. A new
 // target gets suspectAfter to be heard before it counts as silent.
 func (l *Liveness) SetTargets(nodes []string) {

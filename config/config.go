@@ -33,6 +33,12 @@ const (
 	// API server keeps announcing from its last view.
 	DefaultStaleViewTimeout = 5 * time.Minute
 	DefaultGARPInterval     = 10 * time.Second
+	// Failure detection between a layer-2 owner and its successors: beats
+	// every DefaultHeartbeatInterval, silence after DefaultSuspectAfter
+	// (five missed beats), then a takeover probe of DefaultProbeWait.
+	DefaultHeartbeatInterval = 100 * time.Millisecond
+	DefaultSuspectAfter      = 500 * time.Millisecond
+	DefaultProbeWait         = 200 * time.Millisecond
 	DefaultBGPPort          = 179
 	DefaultHoldTime         = 90 * time.Second
 )
@@ -146,6 +152,12 @@ type NodeAgent struct {
 	// this long stops announcing (a deleted Service's address may have
 	// gone to another). 0 never stops; default DefaultStaleViewTimeout.
 	StaleViewTimeout *time.Duration `yaml:"staleViewTimeout"`
+	// HeartbeatInterval, SuspectAfter and ProbeWait time crash failover
+	// of a layer-2 VIP: about SuspectAfter + ProbeWait after the owner's
+	// last heartbeat, its successor answers.
+	HeartbeatInterval *time.Duration `yaml:"heartbeatInterval"`
+	SuspectAfter      *time.Duration `yaml:"suspectAfter"`
+	ProbeWait         *time.Duration `yaml:"probeWait"`
 }
 
 // TopologyRule maps node addresses to a zone and region.
@@ -272,19 +284,29 @@ func (c *Config) Peer(name string) (*Peer, bool) {
 }
 
 // GARPInterval is the gratuitous ARP/NA refresh period; 0 means off.
-func (n NodeAgent) GARP() time.Duration {
-	if n.GARPInterval == nil {
-		return DefaultGARPInterval
-	}
-	return *n.GARPInterval
-}
+func (n NodeAgent) GARP() time.Duration { return durationOr(n.GARPInterval, DefaultGARPInterval) }
 
 // StaleView is the staleViewTimeout in force; 0 means never.
 func (n NodeAgent) StaleView() time.Duration {
-	if n.StaleViewTimeout == nil {
-		return DefaultStaleViewTimeout
+	return durationOr(n.StaleViewTimeout, DefaultStaleViewTimeout)
+}
+
+// Heartbeat is the heartbeatInterval in force.
+func (n NodeAgent) Heartbeat() time.Duration {
+	return durationOr(n.HeartbeatInterval, DefaultHeartbeatInterval)
+}
+
+// Suspect is the suspectAfter in force.
+func (n NodeAgent) Suspect() time.Duration { return durationOr(n.SuspectAfter, DefaultSuspectAfter) }
+
+// TakeoverProbe is the probeWait in force.
+func (n NodeAgent) TakeoverProbe() time.Duration { return durationOr(n.ProbeWait, DefaultProbeWait) }
+
+func durationOr(d *time.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
 	}
-	return *n.StaleViewTimeout
+	return *d
 }
 
 // TopologyFor returns the zone and region of the first rule holding a.

@@ -443,6 +443,26 @@ bgp:
 			},
 		},
 		{
+			name: "failure detection",
+			yaml: `nodeAgent:
+  heartbeatInterval: 5ms
+  suspectAfter: 10ms
+  probeWait: 6s
+`,
+			want: []fieldErr{
+				{"nodeAgent.heartbeatInterval", "5ms must be between 10ms and 10s"},
+				{"nodeAgent.suspectAfter", "10ms must be at least three heartbeatIntervals (15ms)"},
+				{"nodeAgent.probeWait", "6s must be between 10ms and 5s"},
+			},
+		},
+		{
+			name: "suspicion shorter than three default beats",
+			yaml: "nodeAgent: {suspectAfter: 250ms}\n",
+			want: []fieldErr{
+				{"nodeAgent.suspectAfter", "250ms must be at least three heartbeatIntervals (300ms)"},
+			},
+		},
+		{
 			name: "negative lease",
 			yaml: "nodeAgent:\n  leaseDuration: -3s\n  renewInterval: -1s\n",
 			want: []fieldErr{
@@ -615,6 +635,10 @@ nodeAgent:
 	}
 	if c.NodeAgent.GARP() != 0 {
 		t.Errorf("garpInterval: 0s gives %s, want 0 (off)", c.NodeAgent.GARP())
+	}
+	if n := (NodeAgent{}); n.Heartbeat() != DefaultHeartbeatInterval || n.Suspect() != DefaultSuspectAfter || n.TakeoverProbe() != DefaultProbeWait {
+		t.Errorf("unset failure detection gives %s/%s/%s, want %s/%s/%s", n.Heartbeat(), n.Suspect(), n.TakeoverProbe(),
+			DefaultHeartbeatInterval, DefaultSuspectAfter, DefaultProbeWait)
 	}
 	if (NodeAgent{}).GARP() != DefaultGARPInterval {
 		t.Errorf("unset garpInterval gives %s, want %s", (NodeAgent{}).GARP(), DefaultGARPInterval)

@@ -298,7 +298,27 @@ func (c *Config) validateNodeAgent(v *validator) {
 	if n.StaleViewTimeout != nil && *n.StaleViewTimeout < 0 {
 		v.addf("nodeAgent.staleViewTimeout", "%s must not be negative (0 never stops announcing)", *n.StaleViewTimeout)
 	}
+	if d := n.Heartbeat(); d < minHeartbeatInterval || d > maxHeartbeatInterval {
+		v.addf("nodeAgent.heartbeatInterval", "%s must be between %s and %s", d, minHeartbeatInterval, maxHeartbeatInterval)
+	}
+	// Three beats at least: one or two lost datagrams are no silence.
+	if d, beats := n.Suspect(), 3*n.Heartbeat(); d < beats {
+		v.addf("nodeAgent.suspectAfter", "%s must be at least three heartbeatIntervals (%s)", d, beats)
+	}
+	if d := n.TakeoverProbe(); d < minProbeWait || d > maxProbeWait {
+		v.addf("nodeAgent.probeWait", "%s must be between %s and %s", d, minProbeWait, maxProbeWait)
+	}
 }
+
+// Bounds of the failure-detection settings. Below 10 ms a beat or a
+// probe answer is within scheduling noise of a busy node; above the
+// upper bounds failover would be slower than the Lease it backs up.
+const (
+	minHeartbeatInterval = 10 * time.Millisecond
+	maxHeartbeatInterval = 10 * time.Second
+	minProbeWait         = 10 * time.Millisecond
+	maxProbeWait         = 5 * time.Second
+)
 
 func (c *Config) validateTopology(v *validator) {
 	for i := range c.Topology {

@@ -314,3 +314,65 @@ func TestRunOverUDP(t *testing.T) {
 	<-done
 	<-done
 }
+
+// A reloaded heartbeatInterval retimes a running sender.
+func TestSetIntervalRetimesTheBeats(t *testing.T) {
+	connA, _, err := ListenUDP(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connB, portB, err := ListenUDP(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heard := make(chan struct{}, 1000)
+	clk := clocktesting.NewFakeClock(time.Now())
+	a := New(Options{Self: "node-a", Conn: connA, PeerPort: portB, Clock: clk})
+	a.SetKeys(keyNew)
+	a.SetAnswering(true)
+	b := New(Options{Self: "node-b", Conn: connB, Clock: clk, OnHeard: func(string, bool) { heard <- struct{}{} }})
+	b.SetKeys(keyNew)
+	a.SetTargets(map[string]netip.Addr{"node-b": netip.MustParseAddr("127.0.0.1")})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { a.Run(ctx); done <- struct{}{} }()
+	go func() { b.Run(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+
+	// Beats go out every DefaultInterval.
+	deadline := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case <-heard:
+			got = true
+		case <-time.After(20 * time.Millisecond):
+			clk.Step(DefaultInterval)
+		case <-deadline:
+			t.Fatal("no beat at the default interval")
+		}
+	}
+	// Every 10 default intervals from now on: 900 ms bring at most the
+	// one beat the old ticker may still send, not nine.
+	a.SetInterval(10 * DefaultInterval)
+	time.Sleep(50 * time.Millisecond)
+	for len(heard) > 0 {
+		<-heard
+	}
+	for range 9 {
+		clk.Step(DefaultInterval)
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(heard); n > 1 {
+		t.Fatalf("%d beats in 9 old intervals after SetInterval(%s), want at most 1", n, 10*DefaultInterval)
+	}
+	for len(heard) > 0 {
+		<-heard
+	}
+	clk.Step(DefaultInterval)
+	select {
+	case <-heard:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no beat one new interval after SetInterval")
+	}
+}

@@ -15,11 +15,11 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Defaults: a peer is suspected after five missed beats.
+// Defaults. The agent sets the interval from nodeAgent.heartbeatInterval;
+// judging silence is the agent's Liveness (nodeAgent.suspectAfter).
 const (
-	DefaultPort         = 7474
-	DefaultInterval     = 100 * time.Millisecond
-	DefaultSuspectAfter = 500 * time.Millisecond
+	DefaultPort     = 7474
+	DefaultInterval = 100 * time.Millisecond
 	// DefaultWindow is how far a message's time may be from the
 	// receiver's clock. Nodes of one cluster keep their clocks within
 	// milliseconds (NTP); the window only has to bound replays.
@@ -66,7 +66,10 @@ type Heartbeats struct {
 	opts  Options
 	epoch uint64
 
+	intervalChanged chan struct{}
+
 	mu        sync.Mutex
+	interval  time.Duration
 	seq       uint64
 	keys      [][]byte // keys[0] signs; all verify
 	targets   map[string]netip.AddrPort
@@ -101,10 +104,12 @@ func New(opts Options) *Heartbeats {
 		panic(fmt.Sprintf("reading random bytes: %v", err)) // crypto/rand does not fail on Linux
 	}
 	return &Heartbeats{
-		opts:    opts,
-		epoch:   binary.BigEndian.Uint64(e[:]),
-		targets: map[string]netip.AddrPort{},
-		guard:   NewGuard(opts.Self, opts.Window),
+		opts:            opts,
+		intervalChanged: make(chan struct{}, 1),
+		interval:        opts.Interval,
+		epoch:           binary.BigEndian.Uint64(e[:]),
+		targets:         map[string]netip.AddrPort{},
+		guard:           NewGuard(opts.Self, opts.Window),
 	}
 }
 
@@ -123,6 +128,21 @@ func (h *Heartbeats) SetTargets(targets map[string]netip.Addr) {
 	h.targets = make(map[string]netip.AddrPort, len(targets))
 	for n, a := range targets {
 		h.targets[n] = netip.AddrPortFrom(a, uint16(h.opts.PeerPort))
+	}
+}
+
+// SetInterval changes how often beats are sent (a reloaded config); the
+// next beat goes out one new interval from now.
+func (h *Heartbeats) SetInterval(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if d <= 0 || d == h.interval {
+		return
+	}
+	h.interval = d
+	select {
+	case h.intervalChanged <- struct{}{}:
+	default:
 	}
 }
 
@@ -247,10 +267,18 @@ func (h *Heartbeats) Run(ctx context.Context) {
 			h.Receive(buf[:n], from)
 		}
 	}()
-	t := h.opts.Clock.NewTicker(h.opts.Interval)
-	defer t.Stop()
+	h.mu.Lock()
+	t := h.opts.Clock.NewTicker(h.interval)
+	h.mu.Unlock()
+	defer func() { t.Stop() }()
 	for {
 		select {
+		case <-h.intervalChanged:
+			h.mu.Lock()
+			d := h.interval
+			h.mu.Unlock()
+			t.Stop()
+			t = h.opts.Clock.NewTicker(d)
 		case <-ctx.Done():
 			if err := h.opts.Conn.Close(); err != nil {
 				h.opts.Logger.V(4).Info("Closing the heartbeat socket failed", "err", err.Error())

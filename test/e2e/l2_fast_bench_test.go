@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fastDetection is the faster failure detection docs/layer2.md suggests
+// ("Faster failover"); the bench checks the figures that page gives.
+const fastDetection = `
+  heartbeatInterval: 30ms
+  suspectAfter: 120ms
+  probeWait: 60ms
+`
+
+// fastCrashP99 is issue 8's stretch target for crash failover.
+const fastCrashP99 = 300 * time.Millisecond
+
+// TestL2FastFailoverBench measures layer-2 failover with fastDetection:
+//   - crash: kill -9 of the owner's agent and its link down, to the first
+//     ARP reply from another node at the client (BAREMETAL_BENCH_TRIALS,
+//     default 20; the stretch target is p99 under 300 ms);
+//   - soak: no fault at all for BAREMETAL_BENCH_SOAK (default 2m; issue 8's
+//     stretch asks 30m on a loaded machine), with 10 VIPs asked for every
+//     20 ms: no false takeover (no agent's baremetal_failovers_total
+//     moves, each VIP answered by the one MAC throughout) and no round
+//     answered by two MACs or by none.
+//
+// It runs only with BAREMETAL_BENCH=1 (make bench).
+func TestL2FastFailoverBench(t *testing.T) {
+	if os.Getenv("BAREMETAL_BENCH") != "1" {
+		t.Skip("set BAREMETAL_BENCH=1 to run the layer-2 benchmarks")
+	}
+	trials := 20
+	if s := os.Getenv("BAREMETAL_BENCH_TRIALS"); s != "" {
+		if _, err := fmt.Sscan(s, &trials); err != nil {
+			t.Fatalf("BAREMETAL_BENCH_TRIALS=%q: %v", s, err)
+		}
+	}
+	soak := 2 * time.Minute
+	if s := os.Getenv("BAREMETAL_BENCH_SOAK"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("BAREMETAL_BENCH_SOAK=%q: %v", s, err)
+		}
+		soak = d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), soak+30*time.Minute)
+	defer cancel()
+	l := newL2LabWith(t, 3, l2CloudConfig+fastDetection)
+	var ips []netip.Addr
+	for i := range 10 {
+		ips = append(ips, l.createService(ctx, fmt.Sprintf("fast-%02d", i)))
+	}
+	for _, ip := range ips {
+		l.waitOwner(ctx, ip, time.Minute)
+	}
+	p := l.neighborProbe(t, ips...)
+
+	var crash []time.Duration
+	for i := range trials {
+		took, by := l.crashTrial(ctx, t, ips[0], p)
+		t.Logf("crash trial %d: %s answered after %s", i, by, took.Round(time.Millisecond))
+		crash = append(crash, took)
+	}
+	report(t, "fast detection: crash failover (SIGKILL + link down -> first ARP reply from another node)", crash)
+	if p99 := rankPercentile(crash, 0.99); len(crash) > 0 && p99 >= fastCrashP99 {
+		t.Errorf("crash failover p99 %s with fast detection, want under %s", p99, fastCrashP99)
+	}
+
+	// The soak: every VIP settled on its owner, then nothing but time.
+	owners := map[netip.Addr]string{}
+	for _, ip := range ips {
+		owners[ip] = l.settledOwner(ctx, t, ip)
+	}
+	before := l.failovers(ctx, t)
+	start := time.Now()
+	t.Logf("soak: %s with no fault, %d VIPs asked for every %s; load %s", soak, len(ips), probeInterval, loadAverage())
+	l.observe(start.Add(soak))
+	end := time.Now()
+	after := l.failovers(ctx, t)
+	for name, n := range after {
+		if n != before[name] {
+			t.Errorf("soak: %s took %v VIPs over with no fault (false takeovers)", name, n-before[name])
+		}
+	}
+	for _, ip := range ips {
+		s := p.Summarize(ip, start, end)
+		t.Logf("soak %s (owner %s): %s", ip, owners[ip], s)
+		if len(s.Answered) != 1 || s.Unanswered > 0 || s.SplitRounds > 0 {
+			t.Errorf("soak %s: want one MAC answering every round, got %s", ip, s)
+		}
+	}
+	t.Logf("soak ended; load %s", loadAverage())
+}
+
+// failovers reads every agent's baremetal_failovers_total.
+func (l *l2Lab) failovers(ctx context.Context, t *testing.T) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, nd := range l.nodes {
+		raw, err := nd.host.Exec(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9101/metrics")
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", nd.name, err)
+		}
+		found := false
+		for _, line := range strings.Split(string(raw), "\n") {
+			if v, ok := strings.CutPrefix(line, "baremetal_failovers_total "); ok {
+				var n float64
+				if _, err := fmt.Sscan(v, &n); err != nil {
+					t.Fatalf("metrics of %s: %q: %v", nd.name, line, err)
+				}
+				out[nd.name], found = n, true
+			}
+		}
+		if !found {
+			t.Fatalf("metrics of %s have no baremetal_failovers_total", nd.name)
+		}
+	}
+	return out
+}

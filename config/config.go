@@ -39,8 +39,8 @@ const (
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultSuspectAfter      = 500 * time.Millisecond
 	DefaultProbeWait         = 200 * time.Millisecond
-	DefaultBGPPort          = 179
-	DefaultHoldTime         = 90 * time.Second
+	DefaultBGPPort           = 179
+	DefaultHoldTime          = 90 * time.Second
 )
 
 // BFD defaults are FRR's, so `bfd: {}` on a peer matches the router's side.

@@ -70,7 +70,7 @@ test: deps vet test-unit test-fuzz test-e2e
 # Benchmarks; figures go to docs/benchmarks.md.
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./ipam
-	BAREMETAL_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run 'Bench' -v ./test/e2e/
+	BAREMETAL_BENCH=1 $(GO) test -count=1 -p 1 -timeout 90m -run 'Bench' -v ./test/e2e/
 	BAREMETAL_BENCH=1 $(GO) test -count=1 -tags lab -timeout 10m -run 'TestLabBenchResponder' -v ./announce/l2/
 
 demo: deps-lab

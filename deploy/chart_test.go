@@ -147,6 +147,7 @@ agent:
 	if !c.Resources.Limits.Memory().Equal(resource.MustParse("1Gi")) || pod.NodeSelector["lb"] != "yes" {
 		t.Errorf("agent resources %v nodeSelector %v", c.Resources, pod.NodeSelector)
 	}
+	checkGoMemLimit(t, c) // follows the values' limit
 	var secretVolume string
 	for _, s := range pod.Volumes[0].Projected.Sources {
 		if s.Secret != nil {

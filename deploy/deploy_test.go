@@ -3,7 +3,9 @@ package deploy
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -260,6 +262,7 @@ func checkCCM(t *testing.T, m map[key]*unstructured.Unstructured) {
 	if env := downwardEnv(c); env["POD_UID"] != "metadata.uid" || env["POD_NAME"] != "metadata.name" || env["POD_NAMESPACE"] != "metadata.namespace" {
 		t.Errorf("CCM downward API env = %v, want POD_UID, POD_NAME and POD_NAMESPACE", env)
 	}
+	checkGoMemLimit(t, c)
 	checkConfigMount(t, pod, c)
 	if sc := c.SecurityContext; sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
@@ -302,6 +305,7 @@ func checkAgent(t *testing.T, m map[key]*unstructured.Unstructured) {
 	if envFrom["NODE_NAME"] != "spec.nodeName" || envFrom["POD_NAMESPACE"] != "metadata.namespace" {
 		t.Errorf("downward API env = %v", envFrom)
 	}
+	checkGoMemLimit(t, c)
 	checkConfigMount(t, pod, c)
 }
 
@@ -316,6 +320,49 @@ func downwardEnv(c corev1.Container) map[string]string {
 	}
 	return env
 }
+
+// checkGoMemLimit: GOMEMLIMIT, as the kubelet makes it from the container's
+// env (the memory limit through the downward API, divided by the divisor
+// and rounded up; $(VAR) expanded from earlier variables), is a plain byte
+// count between 90 % and 100 % of the container's memory limit: close to the
+// limit, with room for what the Go runtime does not count.
+func checkGoMemLimit(t *testing.T, c corev1.Container) {
+	t.Helper()
+	limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+	if !ok {
+		t.Errorf("container %s has no memory limit", c.Name)
+		return
+	}
+	vars := map[string]string{}
+	got := ""
+	for _, e := range c.Env {
+		if r := e.ValueFrom; r != nil && r.ResourceFieldRef != nil && r.ResourceFieldRef.Resource == "limits.memory" {
+			div := r.ResourceFieldRef.Divisor.Value()
+			if div == 0 {
+				div = 1
+			}
+			vars[e.Name] = strconv.FormatInt((limit.Value()+div-1)/div, 10)
+		}
+		if e.Name == "GOMEMLIMIT" {
+			got = envReference.ReplaceAllStringFunc(e.Value, func(ref string) string {
+				if v, ok := vars[ref[2:len(ref)-1]]; ok {
+					return v
+				}
+				return ref
+			})
+		}
+	}
+	bytes, err := strconv.ParseInt(got, 10, 64)
+	if err != nil {
+		t.Errorf("container %s: GOMEMLIMIT %q is not a byte count derived from limits.memory (%v)", c.Name, got, err)
+		return
+	}
+	if share := float64(bytes) / float64(limit.Value()); share < 0.9 || share >= 1 {
+		t.Errorf("container %s: GOMEMLIMIT %d is %.1f%% of the memory limit %s, want 90-100%%", c.Name, bytes, 100*share, limit.String())
+	}
+}
+
+var envReference = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
 
 // checkConfigMount: the cloud-config directory is mounted whole (no subPath,
 // which would freeze the file), from the baremetal-cloud-config ConfigMap.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ type addressClock struct {
 	ingress  map[string]string
 	changed  []string
 	tick     chan struct{} // closed and replaced on every change
+	// createTook is each Create's round trip as its client saw it: with
+	// a fixed number of clients, what bounds the creation rate.
+	createTook []time.Duration
 }
 
 func watchAddresses(t *testing.T, cs kubernetes.Interface) *addressClock {
@@ -70,10 +74,11 @@ func watchAddresses(t *testing.T, cs kubernetes.Interface) *addressClock {
 	return ac
 }
 
-func (ac *addressClock) markCreated(name string, at time.Time) {
+func (ac *addressClock) markCreated(name string, at time.Time, took time.Duration) {
 	ac.mu.Lock()
 	defer ac.mu.Unlock()
 	ac.created[name] = at
+	ac.createTook = append(ac.createTook, took)
 }
 
 // await waits until cond (called under the lock) holds; false on timeout.
@@ -113,6 +118,10 @@ type burstResult struct {
 	latencies  []time.Duration
 	changed    []string
 	peakRSSMiB float64
+	// The Create round trip: p50 and mean. workers / mean is the most
+	// the clients could create per second.
+	createP50, createMean time.Duration
+	workers               int
 }
 
 func (r burstResult) String() string {
@@ -141,7 +150,27 @@ func (ac *addressClock) result(n int, start time.Time, created time.Duration) bu
 	}
 	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
 	r.p50, r.p99 = pct(r.latencies, 0.5), pct(r.latencies, 0.99)
+	took := slices.Clone(ac.createTook)
+	slices.Sort(took)
+	var sum time.Duration
+	for _, d := range took {
+		sum += d
+	}
+	if len(took) > 0 {
+		r.createP50, r.createMean = pct(took, 0.5), sum/time.Duration(len(took))
+	}
 	return r
+}
+
+// clientBound says what the Create round trips allowed the clients: with
+// w clients each waiting for its Create, at most w / mean round trip per
+// second (the floor's clients also wait for their status patch).
+func (r burstResult) clientBound() string {
+	if r.createMean == 0 || r.workers == 0 {
+		return ""
+	}
+	return fmt.Sprintf("Create round trip p50 %s, mean %s: %d clients allow at most %.0f/s",
+		r.createP50.Round(time.Millisecond), r.createMean.Round(time.Millisecond), r.workers, float64(r.workers)/r.createMean.Seconds())
 }
 
 func pct(ds []time.Duration, p float64) time.Duration {
@@ -189,6 +218,7 @@ func (b burst) create(t *testing.T, cs kubernetes.Interface, ac *addressClock, s
 				if b.mutate != nil {
 					b.mutate(s)
 				}
+				sent := time.Now()
 				if _, err := cs.CoreV1().Services("default").Create(t.Context(), s, metav1.CreateOptions{}); err != nil {
 					select {
 					case failures <- fmt.Errorf("creating %s: %w", name, err):
@@ -197,7 +227,7 @@ func (b burst) create(t *testing.T, cs kubernetes.Interface, ac *addressClock, s
 					continue
 				}
 				now := time.Now()
-				ac.markCreated(name, now)
+				ac.markCreated(name, now, now.Sub(sent))
 				lastMu.Lock()
 				if now.After(last) {
 					last = now
@@ -279,6 +309,20 @@ func benchRates(t *testing.T) []float64 {
 	return rates
 }
 
+// benchWorkers is the number of concurrent creating clients of
+// TestCCMBenchBurst: 16, or BAREMETAL_BENCH_WORKERS.
+func benchWorkers(t *testing.T) int {
+	env := os.Getenv("BAREMETAL_BENCH_WORKERS")
+	if env == "" {
+		return 16
+	}
+	w, err := strconv.Atoi(env)
+	if err != nil || w < 1 {
+		t.Fatalf("BAREMETAL_BENCH_WORKERS: %q is not a number of clients", env)
+	}
+	return w
+}
+
 // userLeaderElection restores the framework's leader-election timings
 // (15 s, 10 s, 2 s) over startCCM's short lab ones: a benchmark measures what
 // users meet, and a 3 s renew deadline on a loaded machine would end the CCM.
@@ -325,7 +369,7 @@ func TestCCMBenchBurst(t *testing.T) {
 		defer c.Stop()
 		cs := fastClient(t, c)
 		var m *ccm
-		b := burst{n: n, prefix: "bench", rate: rate}
+		b := burst{n: n, prefix: "bench", rate: rate, workers: benchWorkers(t)}
 		if withCCM {
 			m = startCCM(t, c, writeCloudConfig(t, cfg), "ccm", append(userLeaderElection, flags...)...)
 			waitLeader(t, c, "")
@@ -342,6 +386,7 @@ func TestCCMBenchBurst(t *testing.T) {
 		limit := created + 5*time.Minute // stock: about 5 Services/s
 		ac.await(t.Context(), limit, func() bool { return len(ac.assigned) >= n })
 		r := ac.result(n, start, created)
+		r.workers = b.workers
 		if m != nil {
 			ccmExited(t, m)
 			r.peakRSSMiB = peakRSS(m.proc.Cmd.Process.Pid)
@@ -350,7 +395,7 @@ func TestCCMBenchBurst(t *testing.T) {
 			}
 		}
 		rows = append(rows, row{rate: rate, what: what, r: r, load: loadAverage(), ccm: withCCM})
-		t.Logf("%s, created %s: %s; load %s", what, rateName(rate), r, rows[len(rows)-1].load)
+		t.Logf("%s, created %s: %s; %s; load %s", what, rateName(rate), r, r.clientBound(), rows[len(rows)-1].load)
 		return r
 	}
 	for _, rate := range benchRates(t) {

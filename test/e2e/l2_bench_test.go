@@ -32,15 +32,7 @@ import (
 // It runs only with BAREMETAL_BENCH=1 (make bench); BAREMETAL_BENCH_TRIALS
 // sets the trials per measurement (default 20).
 func TestL2FailoverBench(t *testing.T) {
-	if os.Getenv("BAREMETAL_BENCH") != "1" {
-		t.Skip("set BAREMETAL_BENCH=1 to run the layer-2 benchmarks")
-	}
-	trials := 20
-	if s := os.Getenv("BAREMETAL_BENCH_TRIALS"); s != "" {
-		if _, err := fmt.Sscan(s, &trials); err != nil {
-			t.Fatalf("BAREMETAL_BENCH_TRIALS=%q: %v", s, err)
-		}
-	}
+	trials := l2BenchTrials(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	l := newL2Lab(t, 3)
@@ -149,6 +141,22 @@ func TestL2FailoverBench(t *testing.T) {
 		t.Logf("HTTP requests every 20ms during the handovers: %d, none unanswered, %d reset by the move (connections open at the switch)", requests, resets)
 	}
 	report(t, "Service creation -> first gratuitous ARP", creation)
+}
+
+// l2BenchTrials skips t unless BAREMETAL_BENCH=1, and returns the trials
+// per measurement: 20, or BAREMETAL_BENCH_TRIALS.
+func l2BenchTrials(t *testing.T) int {
+	t.Helper()
+	if os.Getenv("BAREMETAL_BENCH") != "1" {
+		t.Skip("set BAREMETAL_BENCH=1 to run the layer-2 benchmarks")
+	}
+	trials := 20
+	if s := os.Getenv("BAREMETAL_BENCH_TRIALS"); s != "" {
+		if _, err := fmt.Sscan(s, &trials); err != nil {
+			t.Fatalf("BAREMETAL_BENCH_TRIALS=%q: %v", s, err)
+		}
+	}
+	return trials
 }
 
 func report(t *testing.T, what string, ds []time.Duration) {

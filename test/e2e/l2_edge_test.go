@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -218,15 +217,7 @@ func (o *apiOutage) end() {
 // BAREMETAL_BENCH_TRIALS): the owner crashes (kill -9, link down) while
 // every agent is cut off from the API server; p99 must stay under a second.
 func TestL2EdgeBench(t *testing.T) {
-	if os.Getenv("BAREMETAL_BENCH") != "1" {
-		t.Skip("set BAREMETAL_BENCH=1 to run the layer-2 benchmarks")
-	}
-	trials := 20
-	if s := os.Getenv("BAREMETAL_BENCH_TRIALS"); s != "" {
-		if _, err := fmt.Sscan(s, &trials); err != nil {
-			t.Fatalf("BAREMETAL_BENCH_TRIALS=%q: %v", s, err)
-		}
-	}
+	trials := l2BenchTrials(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	l := newL2Lab(t, 3)

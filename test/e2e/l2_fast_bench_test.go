@@ -38,15 +38,7 @@ const fastCrashP99 = 300 * time.Millisecond
 // BAREMETAL_BENCH_DETECTION=default runs it at the shipped defaults instead.
 // It runs only with BAREMETAL_BENCH=1 (make bench).
 func TestL2FastFailoverBench(t *testing.T) {
-	if os.Getenv("BAREMETAL_BENCH") != "1" {
-		t.Skip("set BAREMETAL_BENCH=1 to run the layer-2 benchmarks")
-	}
-	trials := 20
-	if s := os.Getenv("BAREMETAL_BENCH_TRIALS"); s != "" {
-		if _, err := fmt.Sscan(s, &trials); err != nil {
-			t.Fatalf("BAREMETAL_BENCH_TRIALS=%q: %v", s, err)
-		}
-	}
+	trials := l2BenchTrials(t)
 	soak := 2 * time.Minute
 	if s := os.Getenv("BAREMETAL_BENCH_SOAK"); s != "" {
 		d, err := time.ParseDuration(s)

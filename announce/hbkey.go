@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -45,7 +46,7 @@ type heartbeatKeys struct {
 func keysFrom(key, previous []byte) (heartbeatKeys, error) {
 	key, previous = bytes.TrimSpace(key), bytes.TrimSpace(previous)
 	if len(key) < heartbeatKeyMinLength {
-		return heartbeatKeys{}, fmt.Errorf("the heartbeat key has %d bytes; it needs at least %d (a random 32-byte key is created when the Secret is missing)", len(key), heartbeatKeyMinLength)
+		return heartbeatKeys{}, fmt.Errorf("the heartbeat key has %d bytes; it needs at least %d (a random key, 32 bytes in hex, is created when the Secret is missing)", len(key), heartbeatKeyMinLength)
 	}
 	k := heartbeatKeys{Sign: key}
 	if len(previous) > 0 {
@@ -61,10 +62,14 @@ func ensureHeartbeatSecret(ctx context.Context, client kubernetes.Interface, nam
 	secrets := client.CoreV1().Secrets(namespace)
 	s, err := secrets.Get(ctx, HeartbeatSecretName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		key := make([]byte, heartbeatKeyBytes)
-		if _, err := rand.Read(key); err != nil {
+		raw := make([]byte, heartbeatKeyBytes)
+		if _, err := rand.Read(raw); err != nil {
 			return heartbeatKeys{}, fmt.Errorf("generating a heartbeat key: %w", err)
 		}
+		// Hex: keysFrom trims whitespace (a key typed into a file or a
+		// --from-literal ends in a newline), and raw bytes begin or end
+		// with a whitespace byte one time in twenty.
+		key := []byte(hex.EncodeToString(raw))
 		s, err = secrets.Create(ctx, &v1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: HeartbeatSecretName, Namespace: namespace},
 			Data:       map[string][]byte{HeartbeatKeyField: key},

@@ -63,7 +63,7 @@ test-e2e: export BAREMETAL_REQUIRE_TOOLS = 1
 test-e2e: deps
 	$(GO) test -count=1 -p 1 -timeout 45m $(E2E_FLAGS) ./test/e2e/
 	$(GO) test -count=1 -tags lab -timeout 10m ./deploy/ ./docs/
-	$(GO) test -count=1 -tags lab -timeout 10m ./announce/l2/
+	$(GO) test -count=1 -tags lab -timeout 10m ./announce/l2/ ./test/lab/
 
 test: deps vet test-unit test-fuzz test-e2e
 

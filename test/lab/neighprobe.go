@@ -205,7 +205,11 @@ func openNDP(ifi *net.Interface) (*ipv6.PacketConn, netip.Addr, error) {
 	if !ll.IsValid() {
 		return nil, ll, fmt.Errorf("%s has no IPv6 link-local address", ifi.Name)
 	}
-	ic, err := icmp.ListenPacket("ip6:ipv6-icmp", ll.WithZone(ifi.Name).String())
+	// The zone is the interface index, not its name: the net package caches
+	// name-to-index lookups process-wide for a minute, and every lab
+	// namespace has an eth0, so a name could resolve to another
+	// namespace's index (bind: no such device).
+	ic, err := icmp.ListenPacket("ip6:ipv6-icmp", ll.WithZone(strconv.Itoa(ifi.Index)).String())
 	if err != nil {
 		return nil, ll, err
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -115,9 +116,12 @@ type Agent struct {
 	poolNames atomic.Pointer[[]string]
 	leaving   atomic.Bool
 
-	probeMu sync.Mutex
-	probes  map[netip.Addr]ProbeResult
-	probing map[netip.Addr]bool
+	// Takeover probes: of VIPs, and of silent members' own addresses.
+	// One probe per address at a time.
+	probeMu    sync.Mutex
+	probes     map[netip.Addr]ProbeResult
+	nodeProbes map[string]ProbeResult
+	probing    map[netip.Addr]bool
 
 	// vipServices is written by the reconcile loop under svcMu and read
 	// by the layer-2 plane's callback.
@@ -170,6 +174,7 @@ func New(opts Options) (*Agent, error) {
 		report:      make(chan struct{}, 1),
 		renew:       make(chan struct{}, 1),
 		probes:      map[netip.Addr]ProbeResult{},
+		nodeProbes:  map[string]ProbeResult{},
 		probing:     map[netip.Addr]bool{},
 		owned:       map[netip.Addr]bool{},
 		applied:     map[netip.Addr]applied{},
@@ -359,12 +364,8 @@ func (a *Agent) startHeartbeats(ctx context.Context, wg *sync.WaitGroup) error {
 		Self: a.node, Conn: conn, PeerPort: a.opts.HeartbeatPort, Clock: a.clock,
 		Interval: a.cfg.Load().NodeAgent.Heartbeat(),
 		Logger:   a.log.WithName("heartbeat"),
-		OnHeard: func(node string, leaving bool) {
-			if a.live.Heard(node, leaving) {
-				a.trigger()
-			}
-		},
-		OnDrop: func(reason string) { a.metrics.HeartbeatDrops.WithLabelValues(reason).Inc() },
+		OnHeard:  a.heard,
+		OnDrop:   func(reason string) { a.metrics.HeartbeatDrops.WithLabelValues(reason).Inc() },
 	})
 	wg.Add(2)
 	go func() { defer wg.Done(); a.hb.Run(ctx) }()
@@ -626,10 +627,8 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	a.metrics.LiveAgents.Set(float64(up))
 	vips := BuildVIPs(cfg, a.lbServices(), a.readyEndpoints)
 	a.probeMu.Lock()
-	probes := make(map[netip.Addr]ProbeResult, len(a.probes))
-	for ip, p := range a.probes {
-		probes[ip] = p
-	}
+	probes := maps.Clone(a.probes)
+	nodeProbes := maps.Clone(a.nodeProbes)
 	a.probeMu.Unlock()
 	// A pool whose members are not all known yet is one this node cannot
 	// serve for now (to its own planner; peers are not told).
@@ -642,7 +641,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 	plan := Decide(PlanInput{
 		Config: cfg, Self: a.node, SelfInfo: selfInfo, Leaving: a.leaving.Load(),
 		Links: links, Nodes: a.nodeViews(), VIPs: vips, Members: members, Health: verdicts,
-		Probes: probes, Owned: a.owned, Now: a.clock.Now(),
+		Probes: probes, NodeProbes: nodeProbes, Owned: a.owned, Now: a.clock.Now(),
 	})
 	a.owned = plan.Owned
 	svcs := make(map[netip.Addr][]*v1.Service, len(vips))
@@ -675,7 +674,16 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		a.log.Info("Taking a VIP over from a member that is silent and does not answer for it", "vip", t.VIP, "from", t.From)
 	}
 	for _, p := range plan.Probes {
-		a.startProbe(ctx, p)
+		a.startProbe(ctx, p.Interface, p.Addr, func(r ProbeResult) { a.probes[p.Addr] = r })
+	}
+	for _, p := range plan.NodeProbes {
+		a.startProbe(ctx, p.Interface, p.Addr, func(r ProbeResult) {
+			a.nodeProbes[p.Node] = r
+			if r.MAC != nil {
+				a.log.Info("A silent member's node still answers for its own address: its agent gets nodeAgent.stalledAgentGrace before its VIPs are taken over",
+					"member", p.Node, "address", p.Addr, "mac", r.MAC.String(), "grace", cfg.NodeAgent.StallGrace())
+			}
+		})
 	}
 	a.warnNoInterface(plan.NoInterface)
 	a.reportApplied()
@@ -713,32 +721,41 @@ func (a *Agent) fence(ctx context.Context, cfg *config.Config) {
 	a.reportApplied()
 }
 
-// startProbe probes a VIP in the background; the result feeds the next
-// plan. One probe per VIP at a time.
-func (a *Agent) startProbe(ctx context.Context, p ProbeRequest) {
+// heard handles an authenticated heartbeat from node: a reconcile only if
+// it changes a verdict.
+func (a *Agent) heard(node string, leaving bool) {
+	if a.live.Heard(node, leaving) {
+		a.trigger()
+	}
+}
+
+// startProbe asks in the background who answers for addr on iface (a
+// VIP, or a silent member's own address); store records the result, under
+// probeMu, for the next plan. One probe per address at a time.
+func (a *Agent) startProbe(ctx context.Context, iface string, addr netip.Addr, store func(ProbeResult)) {
 	a.probeMu.Lock()
-	if a.probing[p.Addr] {
+	if a.probing[addr] {
 		a.probeMu.Unlock()
 		return
 	}
-	a.probing[p.Addr] = true
+	a.probing[addr] = true
 	a.probeMu.Unlock()
 	go func() {
 		at := a.clock.Now()
 		probeWait := a.cfg.Load().NodeAgent.TakeoverProbe()
 		pctx, cancel := context.WithTimeout(ctx, probeWait)
-		mac, err := a.l2.Probe(pctx, p.Interface, p.Addr)
+		mac, err := a.l2.Probe(pctx, iface, addr)
 		cancel()
 		a.probeMu.Lock()
-		delete(a.probing, p.Addr)
+		delete(a.probing, addr)
 		if err == nil {
-			a.probes[p.Addr] = ProbeResult{At: at, MAC: mac}
+			store(ProbeResult{At: at, MAC: mac})
 		}
 		a.probeMu.Unlock()
 		if err != nil {
 			// No result: the next pass asks again, after a probe's wait
 			// (not when some other change happens to wake the loop).
-			a.log.Error(err, "Probing a VIP before taking it over failed; probing again", "vip", p.Addr, "interface", p.Interface)
+			a.log.Error(err, "Probing an address before a takeover failed; probing again", "address", addr, "interface", iface)
 			select {
 			case <-ctx.Done():
 			case <-a.clock.After(probeWait):
@@ -746,7 +763,7 @@ func (a *Agent) startProbe(ctx context.Context, p ProbeRequest) {
 			}
 			return
 		}
-		a.log.V(2).Info("Probed a VIP whose owner is silent", "vip", p.Addr, "answeredBy", mac.String())
+		a.log.V(2).Info("Probed before a takeover", "address", addr, "answeredBy", mac.String())
 		a.trigger()
 	}()
 }

@@ -38,11 +38,17 @@ type fakeL2 struct {
 	sets      chan []l2.Announcement
 	probes    chan netip.Addr
 	probeMAC  net.HardwareAddr
+	// nodeAddrs are the nodes' own addresses: probes of them go to
+	// nodeProbes and nodeMAC answers them (nil: the node is gone too).
+	nodeAddrs  map[netip.Addr]bool
+	nodeProbes chan netip.Addr
+	nodeMAC    net.HardwareAddr
 	calls     []string
 }
 
 func newFakeL2() *fakeL2 {
-	return &fakeL2{sets: make(chan []l2.Announcement, 100), probes: make(chan netip.Addr, 100)}
+	return &fakeL2{sets: make(chan []l2.Announcement, 100), probes: make(chan netip.Addr, 100),
+		nodeAddrs: map[netip.Addr]bool{}, nodeProbes: make(chan netip.Addr, 100)}
 }
 
 func (f *fakeL2) Set(_ context.Context, want []l2.Announcement) error {
@@ -60,9 +66,19 @@ func (f *fakeL2) Announced() []l2.Announcement {
 }
 
 func (f *fakeL2) Probe(_ context.Context, _ string, ip netip.Addr) (net.HardwareAddr, error) {
-	f.probes <- ip
+	f.mu.Lock()
+	node := f.nodeAddrs[ip]
+	f.mu.Unlock()
+	if node {
+		f.nodeProbes <- ip
+	} else {
+		f.probes <- ip
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if node {
+		return f.nodeMAC, nil
+	}
 	return f.probeMAC, nil
 }
 
@@ -179,6 +195,15 @@ func newHarnessWithConfig(t *testing.T, self, cloudConfig string, objs ...runtim
 		metrics: NewMetrics(),
 		links:   make(chan struct{}, 100),
 		logs:    &logLines{},
+	}
+	for _, o := range objs {
+		if n, ok := o.(*v1.Node); ok {
+			for _, a := range n.Status.Addresses {
+				if ip, err := netip.ParseAddr(a.Address); err == nil {
+					h.l2.nodeAddrs[ip] = true
+				}
+			}
+		}
 	}
 	h.client.PrependReactor("*", "*", func(action k8stesting.Action) (bool, runtime.Object, error) {
 		if f := h.react.Load(); f != nil {
@@ -684,5 +709,77 @@ func TestAgentWaitsForThePoolsMembers(t *testing.T) {
 		case <-timeout:
 			t.Fatal("node-a never answered for its VIP once the Leases were listed")
 		}
+	}
+}
+
+// The owner's agent is silent and nobody answers for its VIP, but its node
+// still answers for its own address: an agent starved of CPU, not a dead
+// node. The successor waits nodeAgent.stalledAgentGrace more before it
+// takes over, and not at all if the owner is heard again in that time; a
+// node that answers nothing either is taken over from at once.
+func TestAgentGivesAStalledOwnerItsGrace(t *testing.T) {
+	const step = 10 * time.Millisecond
+	suspect, grace := config.DefaultSuspectAfter, config.DefaultStalledAgentGrace
+	for _, tc := range []struct {
+		name       string
+		nodeAnswer bool
+		resumeAt   time.Duration // owner heard again from then on (0: never)
+		wantTake   time.Duration // when the successor takes over (0: not within the run)
+	}{
+		{name: "node gone", wantTake: suspect},
+		{name: "node answers, agent stays silent", nodeAnswer: true, wantTake: suspect + grace},
+		{name: "node answers, agent resumes within the grace", nodeAnswer: true, resumeAt: suspect + grace/2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := lbService("web", v1.ServiceExternalTrafficPolicyCluster, "192.0.2.10")
+			h := newHarness(t, "node-b", testNode("node-a", "192.0.2.201"), testNode("node-b", "192.0.2.202"), svc, peerLease("node-a"))
+			if tc.nodeAnswer {
+				h.l2.nodeMAC = net.HardwareAddr{2, 0, 0, 0, 0, 0xa}
+			}
+			start := h.clock.Now()
+			h.start()
+			h.waitSet([]l2.Announcement{}) // node-a owns it
+			end := start.Add(suspect + grace + 2*time.Second)
+			nodeProbes := 0
+			timeout := time.After(30 * time.Second)
+			for {
+				select {
+				case got := <-h.l2.sets:
+					if len(got) == 0 {
+						continue
+					}
+					took := h.clock.Since(start)
+					switch {
+					case tc.wantTake == 0:
+						t.Fatalf("took the VIP over %s after the start, though the owner was heard again at %s", took, tc.resumeAt)
+					case took < tc.wantTake || took > tc.wantTake+400*time.Millisecond:
+						t.Fatalf("took the VIP over %s after the start, want %s and a little", took, tc.wantTake)
+					}
+					if tc.nodeAnswer && nodeProbes == 0 {
+						t.Error("took over without asking the owner's node")
+					}
+					return
+				case <-h.l2.probes:
+				case <-h.l2.nodeProbes:
+					nodeProbes++
+				case <-time.After(5 * time.Millisecond):
+					if !h.clock.Now().Before(end) {
+						if tc.wantTake != 0 {
+							t.Fatalf("no takeover within %s of the start", end.Sub(start))
+						}
+						if nodeProbes == 0 {
+							t.Error("the owner's node was never asked")
+						}
+						return
+					}
+					h.clock.Step(step)
+					if since := h.clock.Since(start); tc.resumeAt != 0 && since >= tc.resumeAt && since%(100*time.Millisecond) == 0 {
+						h.agent.heard("node-a", false)
+					}
+				case <-timeout:
+					t.Fatal("the test ran out of wall time")
+				}
+			}
+		})
 	}
 }

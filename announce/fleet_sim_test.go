@@ -73,6 +73,10 @@ type simAgent struct {
 	answers map[netip.Addr]bool // what its layer-2 plane answers for
 	probes  map[netip.Addr]ProbeResult
 	probing map[netip.Addr]time.Time // VIP -> when the probe was sent
+	// Probes of silent members' own addresses, by node: a node answers
+	// while it is not dead (a dead agent is a dead node here).
+	nodeProbes  map[string]ProbeResult
+	nodeProbing map[string]time.Time
 
 	dirty      bool
 	next       time.Time
@@ -120,6 +124,7 @@ type simFleet struct {
 	nodes  map[string]NodeView
 	vips   map[netip.Addr]*VIPView
 	agents []*simAgent
+	byName map[string]*simAgent
 	byAddr map[netip.Addr]*simAgent
 
 	// The fake API server.
@@ -198,7 +203,7 @@ func newSimFleet(t testing.TB, n int, layout simLayout) *simFleet {
 	w := newSimWorld(t, n, layout)
 	f := &simFleet{
 		t: t, clk: clocktesting.NewFakeClock(start), cfg: w.cfg, nodes: w.nodes, vips: w.vips,
-		byAddr: map[netip.Addr]*simAgent{}, versions: map[string]int{}, watchers: map[string][]*simAgent{},
+		byAddr: map[netip.Addr]*simAgent{}, byName: map[string]*simAgent{}, versions: map[string]int{}, watchers: map[string][]*simAgent{},
 		answering: map[netip.Addr]map[*simAgent]bool{},
 		dropped:   map[[2]*simAgent]bool{}, apiDown: map[*simAgent]bool{},
 	}
@@ -222,6 +227,7 @@ func newSimFleet(t testing.TB, n int, layout simLayout) *simFleet {
 			nextResync: start.Add(time.Duration(i) * resyncEvery / time.Duration(n)),
 		}
 		f.agents = append(f.agents, a)
+		f.byName[a.name] = a
 		f.byAddr[a.addr] = a
 		for _, p := range a.pools {
 			f.watchers[p] = append(f.watchers[p], a)
@@ -256,6 +262,7 @@ func (f *simFleet) start(a *simAgent) {
 	}
 	a.answers, a.owned = map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	a.probes, a.probing = map[netip.Addr]ProbeResult{}, map[netip.Addr]time.Time{}
+	a.nodeProbes, a.nodeProbing = map[string]ProbeResult{}, map[string]time.Time{}
 	a.dead, a.leaving, a.dirty, a.next = false, false, true, time.Time{}
 	a.noView = f.apiDown[a]
 	if a.noView {
@@ -317,7 +324,7 @@ func (f *simFleet) reconcile(a *simAgent) {
 	start := time.Now()
 	plan := Decide(PlanInput{
 		Config: f.cfg, Self: a.name, SelfInfo: a.info, Leaving: a.leaving, Links: a.links, Nodes: f.nodes, VIPs: f.vips,
-		Members: members, Health: verdicts, Probes: a.probes, Owned: a.owned, Now: now,
+		Members: members, Health: verdicts, Probes: a.probes, NodeProbes: a.nodeProbes, Owned: a.owned, Now: now,
 	})
 	a.decideNanos += time.Since(start).Nanoseconds()
 	a.reconciles++
@@ -344,6 +351,11 @@ func (f *simFleet) reconcile(a *simAgent) {
 	for _, p := range plan.Probes {
 		if _, ok := a.probing[p.Addr]; !ok {
 			a.probing[p.Addr] = now
+		}
+	}
+	for _, p := range plan.NodeProbes {
+		if _, ok := a.nodeProbing[p.Node]; !ok {
+			a.nodeProbing[p.Node] = now
 		}
 	}
 	a.next = plan.Next
@@ -397,6 +409,17 @@ func (f *simFleet) step() {
 			}
 			delete(a.probing, ip)
 			a.probes[ip] = ProbeResult{At: at, MAC: mac}
+			a.dirty = true
+		}
+		for node, at := range a.nodeProbing {
+			var mac net.HardwareAddr
+			if n := f.byName[node]; n != nil && !n.dead {
+				mac = n.links[0].MAC
+			} else if now.Sub(at) < f.cfg.NodeAgent.TakeoverProbe() {
+				continue
+			}
+			delete(a.nodeProbing, node)
+			a.nodeProbes[node] = ProbeResult{At: at, MAC: mac}
 			a.dirty = true
 		}
 		if !now.Before(a.nextResync) {

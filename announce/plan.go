@@ -21,6 +21,12 @@ import (
 // (heartbeats, or its Lease as a backstop) and a probe for the VIP sent
 // after the silence began found nobody answering. Silence alone never
 // moves a VIP: the owner's own ARP/NDP answers are the best proof of life.
+//
+// A silent owner whose node still answers ARP/NDP for its own address is
+// given nodeAgent.stalledAgentGrace more: the node is there, so its agent
+// is more likely starved of CPU or restarting than dead, and taking over
+// from an agent that resumes is two nodes answering. A node that answers
+// nothing (link down, power off) is proven down at once.
 
 // Planner constants.
 const (
@@ -81,6 +87,9 @@ type PlanInput struct {
 	// Health holds the verdicts on Members; a member missing here is Up.
 	Health map[string]PeerHealth
 	Probes map[netip.Addr]ProbeResult
+	// NodeProbes are probes of silent members' own node addresses, by
+	// node: does the node still answer, whatever its agent does?
+	NodeProbes map[string]ProbeResult
 	// Owned are the layer-2 VIPs the previous plan had this node own (the
 	// agent feeds Plan.Owned back), to tell a takeover from a steady state.
 	Owned map[netip.Addr]bool
@@ -102,6 +111,14 @@ type BGPAdvertisement struct {
 
 // ProbeRequest asks the agent to probe a VIP on an interface.
 type ProbeRequest struct {
+	Addr      netip.Addr
+	Interface string
+}
+
+// NodeProbeRequest asks the agent to probe a silent member's own node
+// address on an interface.
+type NodeProbeRequest struct {
+	Node      string
 	Addr      netip.Addr
 	Interface string
 }
@@ -131,6 +148,8 @@ type Plan struct {
 	Owners map[netip.Addr]string
 	// Probes to send now.
 	Probes []ProbeRequest
+	// NodeProbes to send now, one per node.
+	NodeProbes []NodeProbeRequest
 	// NoInterface are VIPs this node owns but has no interface for.
 	NoInterface []*VIPView
 	// Takeovers are VIPs this node takes from a member proven down.
@@ -209,7 +228,7 @@ func (in PlanInput) planL2(p *Plan, v *VIPView, members map[string]AgentInfo) {
 			if state == Leaving {
 				continue
 			}
-			if owner == "" && state == Silent && probed && probe.MAC == nil && !probe.At.Before(h.Since) {
+			if owner == "" && state == Silent && probed && probe.MAC == nil && !probe.At.Before(in.downAfter(c.Node, h)) {
 				skipped = append(skipped, c.Node)
 				continue
 			}
@@ -245,10 +264,20 @@ func (in PlanInput) planL2(p *Plan, v *VIPView, members map[string]AgentInfo) {
 	if owner != in.Self {
 		if in.probeDue(ranked, ownerIdx, selfIdx) {
 			if link, ok := in.Links.InterfaceFor(v.IP, v.Pool.Interfaces, in.Nodes[in.Self].InternalIPs); ok {
-				since := in.latestSilence(ranked[ownerIdx:selfIdx])
+				silent := ranked[ownerIdx:selfIdx]
+				in.askNodes(p, silent, link.Name)
+				since, due := in.latestSilence(silent)
 				switch {
 				case !probed || probe.At.Before(since):
 					p.Probes = append(p.Probes, ProbeRequest{Addr: v.IP, Interface: link.Name})
+				case probe.MAC == nil && probe.At.Before(due):
+					// Nobody answered, but a node still does: probe
+					// again when its grace ends.
+					if in.Now.Before(due) {
+						p.next(due)
+					} else {
+						p.Probes = append(p.Probes, ProbeRequest{Addr: v.IP, Interface: link.Name})
+					}
 				case !in.Now.Before(probe.At.Add(ProbeRetry)):
 					p.Probes = append(p.Probes, ProbeRequest{Addr: v.IP, Interface: link.Name})
 				default:
@@ -290,15 +319,62 @@ func (in PlanInput) probeDue(ranked []Candidate, ownerIdx, selfIdx int) bool {
 	return in.Health[ranked[ownerIdx].Node].State == Silent
 }
 
-// latestSilence is when the last of cands turned silent.
-func (in PlanInput) latestSilence(cands []Candidate) time.Time {
-	var t time.Time
+// latestSilence is when the last of cands turned silent, and when the
+// last of them can be proven down (downAfter).
+func (in PlanInput) latestSilence(cands []Candidate) (since, due time.Time) {
 	for _, c := range cands {
-		if h := in.Health[c.Node]; h.State == Silent && h.Since.After(t) {
-			t = h.Since
+		h := in.Health[c.Node]
+		if h.State != Silent {
+			continue
+		}
+		if h.Since.After(since) {
+			since = h.Since
+		}
+		if d := in.downAfter(c.Node, h); d.After(due) {
+			due = d
 		}
 	}
-	return t
+	return since, due
+}
+
+// downAfter is when an unanswered probe for a silent member's VIP starts
+// to prove it down: at once if its node does not answer for its own
+// address either, stalledAgentGrace later if the node answers or has not
+// been asked yet. A node with no address to ask is judged by its silence.
+func (in PlanInput) downAfter(node string, h PeerHealth) time.Time {
+	grace := in.Config.NodeAgent.StallGrace()
+	if grace == 0 {
+		return h.Since
+	}
+	if _, ok := in.Nodes[node].heartbeatAddr(); !ok {
+		return h.Since
+	}
+	if np, ok := in.NodeProbes[node]; ok && np.MAC == nil && !np.At.Before(h.Since) {
+		return h.Since
+	}
+	return h.Since.Add(grace)
+}
+
+// askNodes asks for a probe of the own address of every silent member of
+// cands whose node was not asked since it turned silent.
+func (in PlanInput) askNodes(p *Plan, cands []Candidate, iface string) {
+	if in.Config.NodeAgent.StallGrace() == 0 {
+		return
+	}
+	for _, c := range cands {
+		h := in.Health[c.Node]
+		if h.State != Silent {
+			continue
+		}
+		if np, ok := in.NodeProbes[c.Node]; ok && !np.At.Before(h.Since) {
+			continue
+		}
+		addr, ok := in.Nodes[c.Node].heartbeatAddr()
+		if !ok || slices.ContainsFunc(p.NodeProbes, func(r NodeProbeRequest) bool { return r.Node == c.Node }) {
+			continue
+		}
+		p.NodeProbes = append(p.NodeProbes, NodeProbeRequest{Node: c.Node, Addr: addr, Interface: iface})
+	}
 }
 
 // bgpAdvertisement says whether this node advertises v: it is a member

@@ -99,6 +99,8 @@ func TestDecideLayer2(t *testing.T) {
 		wantHB    []string
 		wantTake  []Takeover
 		wantNext  time.Time
+		// Nodes whose own address is to be probed.
+		wantNodeProbe []string
 	}{
 		{
 			name: "everyone up: the top of the ranking answers, its successors watch it",
@@ -122,14 +124,15 @@ func TestDecideLayer2(t *testing.T) {
 				in.Health["node-a"] = silent(t0.Add(-time.Second))
 			},
 			wantL2: announcements(), wantOwner: "node-a", wantProbe: []netip.Addr{vipX},
-			wantHB: []string{"node-a", "node-c"},
+			wantHB: []string{"node-a", "node-c"}, wantNodeProbe: []string{"node-a"},
 		},
 		{
-			name: "owner silent and the probe found nobody: the next in line takes over",
+			name: "owner silent and nobody answers for the VIP nor for its node: the next in line takes over",
 			self: "node-b", edit: func(in *PlanInput) {
 				delete(in.VIPs, vipY)
 				in.Health["node-a"] = silent(t0.Add(-time.Second))
 				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-100 * time.Millisecond)}}
+				in.NodeProbes = map[string]ProbeResult{"node-a": {At: t0.Add(-100 * time.Millisecond)}}
 			},
 			wantL2: announcements(vipX), wantOwner: "node-b", wantTake: []Takeover{{VIP: vipX, From: "node-a"}},
 			// Still heartbeats a, to hear it return.
@@ -141,9 +144,64 @@ func TestDecideLayer2(t *testing.T) {
 				delete(in.VIPs, vipY)
 				in.Health["node-a"] = silent(t0.Add(-time.Second))
 				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-400 * time.Millisecond), MAC: macA}}
+				in.NodeProbes = map[string]ProbeResult{"node-a": {At: t0.Add(-400 * time.Millisecond), MAC: macA}}
 			},
 			wantL2: announcements(), wantOwner: "node-a", wantHB: []string{"node-a", "node-c"},
 			wantNext: t0.Add(600 * time.Millisecond),
+		},
+		{
+			name: "nobody answers for the VIP but the silent owner's node does: wait out stalledAgentGrace",
+			self: "node-b", edit: func(in *PlanInput) {
+				delete(in.VIPs, vipY)
+				in.Health["node-a"] = silent(t0.Add(-600 * time.Millisecond))
+				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-500 * time.Millisecond)}}
+				in.NodeProbes = map[string]ProbeResult{"node-a": {At: t0.Add(-500 * time.Millisecond), MAC: macA}}
+			},
+			wantL2: announcements(), wantOwner: "node-a", wantHB: []string{"node-a", "node-c"},
+			wantNext: t0.Add(400 * time.Millisecond), // silent since -600 ms, + 1 s
+		},
+		{
+			name: "the grace is over: the VIP is probed again",
+			self: "node-b", edit: func(in *PlanInput) {
+				delete(in.VIPs, vipY)
+				in.Health["node-a"] = silent(t0.Add(-1500 * time.Millisecond))
+				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-1400 * time.Millisecond)}}
+				in.NodeProbes = map[string]ProbeResult{"node-a": {At: t0.Add(-1400 * time.Millisecond), MAC: macA}}
+			},
+			wantL2: announcements(), wantOwner: "node-a", wantProbe: []netip.Addr{vipX},
+			wantHB: []string{"node-a", "node-c"},
+		},
+		{
+			name: "the grace is over and nobody answered for the VIP since: the next in line takes over",
+			self: "node-b", edit: func(in *PlanInput) {
+				delete(in.VIPs, vipY)
+				in.Health["node-a"] = silent(t0.Add(-1500 * time.Millisecond))
+				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-400 * time.Millisecond)}}
+				in.NodeProbes = map[string]ProbeResult{"node-a": {At: t0.Add(-1400 * time.Millisecond), MAC: macA}}
+			},
+			wantL2: announcements(vipX), wantOwner: "node-b", wantTake: []Takeover{{VIP: vipX, From: "node-a"}},
+			wantHB: []string{"node-a", "node-c", "node-d"},
+		},
+		{
+			name: "nobody answered for the VIP and the node was not asked yet: wait for it (or the grace)",
+			self: "node-b", edit: func(in *PlanInput) {
+				delete(in.VIPs, vipY)
+				in.Health["node-a"] = silent(t0.Add(-100 * time.Millisecond))
+				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-50 * time.Millisecond)}}
+			},
+			wantL2: announcements(), wantOwner: "node-a", wantHB: []string{"node-a", "node-c"},
+			wantNodeProbe: []string{"node-a"}, wantNext: t0.Add(900 * time.Millisecond),
+		},
+		{
+			name: "stalledAgentGrace 0: the node is not asked, the VIP probe decides",
+			self: "node-b", edit: func(in *PlanInput) {
+				delete(in.VIPs, vipY)
+				in.Config.NodeAgent.StalledAgentGrace = new(time.Duration)
+				in.Health["node-a"] = silent(t0.Add(-time.Second))
+				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-100 * time.Millisecond)}}
+			},
+			wantL2: announcements(vipX), wantOwner: "node-b", wantTake: []Takeover{{VIP: vipX, From: "node-a"}},
+			wantHB: []string{"node-a", "node-c", "node-d"},
 		},
 		{
 			name: "an answered probe a second old is repeated",
@@ -153,7 +211,7 @@ func TestDecideLayer2(t *testing.T) {
 				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-time.Second), MAC: macA}}
 			},
 			wantL2: announcements(), wantOwner: "node-a", wantProbe: []netip.Addr{vipX},
-			wantHB: []string{"node-a", "node-c"},
+			wantHB: []string{"node-a", "node-c"}, wantNodeProbe: []string{"node-a"},
 		},
 		{
 			name: "a probe sent before the silence began proves nothing",
@@ -163,7 +221,7 @@ func TestDecideLayer2(t *testing.T) {
 				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-2 * time.Second)}}
 			},
 			wantL2: announcements(), wantOwner: "node-a", wantProbe: []netip.Addr{vipX},
-			wantHB: []string{"node-a", "node-c"},
+			wantHB: []string{"node-a", "node-c"}, wantNodeProbe: []string{"node-a"},
 		},
 		{
 			name: "owner and first successor both silent: the second successor probes",
@@ -173,7 +231,7 @@ func TestDecideLayer2(t *testing.T) {
 				in.Health["node-b"] = silent(t0.Add(-time.Second))
 			},
 			wantL2: announcements(), wantOwner: "node-a", wantProbe: []netip.Addr{vipX},
-			wantHB: []string{"node-a", "node-b", "node-d"},
+			wantHB: []string{"node-a", "node-b", "node-d"}, wantNodeProbe: []string{"node-a", "node-b"},
 		},
 		{
 			name: "owner and first successor proven down: the second successor takes over",
@@ -182,6 +240,7 @@ func TestDecideLayer2(t *testing.T) {
 				in.Health["node-a"] = silent(t0.Add(-time.Second))
 				in.Health["node-b"] = silent(t0.Add(-time.Second))
 				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0}}
+				in.NodeProbes = map[string]ProbeResult{"node-a": {At: t0}, "node-b": {At: t0}}
 			},
 			wantL2: announcements(vipX), wantOwner: "node-c", wantTake: []Takeover{{VIP: vipX, From: "node-a"}},
 			wantHB: []string{"node-a", "node-b", "node-d"},
@@ -212,7 +271,7 @@ func TestDecideLayer2(t *testing.T) {
 			// y's owner b is silent and a is not next in line after it
 			// (c is, and silent too), so a probes y.
 			wantL2: announcements(vipX), wantOwner: "node-a", wantProbe: []netip.Addr{vipY},
-			wantHB: []string{"node-b", "node-c", "node-d"},
+			wantHB: []string{"node-b", "node-c", "node-d"}, wantNodeProbe: []string{"node-b", "node-c"},
 		},
 		{
 			name: "a member whose Lease is gone is no candidate",
@@ -275,6 +334,16 @@ func TestDecideLayer2(t *testing.T) {
 			}
 			if !p.Next.Equal(tt.wantNext) {
 				t.Errorf("next %v, want %v", p.Next, tt.wantNext)
+			}
+			var nodeProbes []string
+			for _, pr := range p.NodeProbes {
+				nodeProbes = append(nodeProbes, pr.Node)
+				if want, _ := in.Nodes[pr.Node].heartbeatAddr(); pr.Addr != want || pr.Interface != "eth0" {
+					t.Errorf("node probe of %s for %s on %q, want %s on eth0", pr.Node, pr.Addr, pr.Interface, want)
+				}
+			}
+			if !slices.Equal(nodeProbes, tt.wantNodeProbe) {
+				t.Errorf("node probes %v, want %v", nodeProbes, tt.wantNodeProbe)
 			}
 		})
 	}

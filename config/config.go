@@ -39,6 +39,11 @@ const (
 	DefaultHeartbeatInterval = 100 * time.Millisecond
 	DefaultSuspectAfter      = 500 * time.Millisecond
 	DefaultProbeWait         = 200 * time.Millisecond
+	// DefaultStalledAgentGrace is how much longer a successor waits when
+	// the owner's agent is silent but its node still answers ARP/NDP for
+	// its own address: an agent starved of CPU for a few hundred
+	// milliseconds looks dead on the heartbeat channel, its node does not.
+	DefaultStalledAgentGrace = time.Second
 	DefaultBGPPort           = 179
 	DefaultHoldTime          = 90 * time.Second
 )
@@ -158,6 +163,11 @@ type NodeAgent struct {
 	HeartbeatInterval *time.Duration `yaml:"heartbeatInterval"`
 	SuspectAfter      *time.Duration `yaml:"suspectAfter"`
 	ProbeWait         *time.Duration `yaml:"probeWait"`
+	// StalledAgentGrace is added before a takeover when the silent
+	// owner's node still answers for its own address (its agent stalled
+	// or restarts; the node is not gone). 0: the node's answer is not
+	// asked for, silence and an unanswered VIP probe suffice.
+	StalledAgentGrace *time.Duration `yaml:"stalledAgentGrace"`
 }
 
 // TopologyRule maps node addresses to a zone and region.
@@ -301,6 +311,11 @@ func (n NodeAgent) Suspect() time.Duration { return durationOr(n.SuspectAfter, D
 
 // TakeoverProbe is the probeWait in force.
 func (n NodeAgent) TakeoverProbe() time.Duration { return durationOr(n.ProbeWait, DefaultProbeWait) }
+
+// StallGrace is the stalledAgentGrace in force.
+func (n NodeAgent) StallGrace() time.Duration {
+	return durationOr(n.StalledAgentGrace, DefaultStalledAgentGrace)
+}
 
 func durationOr(d *time.Duration, def time.Duration) time.Duration {
 	if d == nil {

@@ -448,11 +448,13 @@ bgp:
   heartbeatInterval: 5ms
   suspectAfter: 10ms
   probeWait: 6s
+  stalledAgentGrace: -1s
 `,
 			want: []fieldErr{
 				{"nodeAgent.heartbeatInterval", "5ms must be between 10ms and 10s"},
 				{"nodeAgent.suspectAfter", "10ms must be at least three heartbeatIntervals (15ms)"},
 				{"nodeAgent.probeWait", "6s must be between 10ms and 5s"},
+				{"nodeAgent.stalledAgentGrace", "-1s must be between 0 and 10s"},
 			},
 		},
 		{

@@ -308,6 +308,9 @@ func (c *Config) validateNodeAgent(v *validator) {
 	if d := n.TakeoverProbe(); d < minProbeWait || d > maxProbeWait {
 		v.addf("nodeAgent.probeWait", "%s must be between %s and %s", d, minProbeWait, maxProbeWait)
 	}
+	if d := n.StallGrace(); d < 0 || d > maxStalledAgentGrace {
+		v.addf("nodeAgent.stalledAgentGrace", "%s must be between 0 and %s", d, maxStalledAgentGrace)
+	}
 }
 
 // Bounds of the failure-detection settings. Below 10 ms a beat or a
@@ -318,6 +321,7 @@ const (
 	maxHeartbeatInterval = 10 * time.Second
 	minProbeWait         = 10 * time.Millisecond
 	maxProbeWait         = 5 * time.Second
+	maxStalledAgentGrace = 10 * time.Second
 )
 
 func (c *Config) validateTopology(v *validator) {

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/announce"
+	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/config"
 	"github.com/cloud-provider-baremetal/cloud-provider-baremetal/test/lab"
 )
 
@@ -91,6 +92,36 @@ func TestL2Faults(t *testing.T) {
 		t.Logf("after the restart: %s", after)
 		if after.Split > splitBudget || len(last.Answered) != 1 || last.LongestGap > answerSlack {
 			t.Errorf("after %s restarted: %s; in the last second %s; want one node answering", owner, after, last)
+		}
+	})
+
+	t.Run("owner agent stalled (SIGSTOP) with its node up: no takeover, never two answering", func(t *testing.T) {
+		// Stopped past suspectAfter but within it plus stalledAgentGrace,
+		// as an agent starved of CPU is: its node still answers for its
+		// own address, so the successor waits, and the owner resumes.
+		stall := config.DefaultSuspectAfter + config.DefaultStalledAgentGrace/2
+		owner := l.settledOwner(ctx, t, ip)
+		nd := l.node(owner)
+		p := l.neighborProbe(t, ip)
+		before := l.failovers(ctx, t)
+		stopped := time.Now()
+		if err := nd.agent.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(stall)
+		if err := nd.agent.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		l.observe(time.Now().Add(3 * time.Second))
+		s := p.Summarize(ip, stopped, time.Time{})
+		t.Logf("%s's agent stopped for %s: %s", owner, stall, s)
+		if len(s.Answered) != 1 || s.Answered[nd.host.MAC.String()] == 0 || s.SplitRounds > 0 {
+			t.Errorf("with %s's agent stalled %s: %s; want only %s answering, before and after", owner, stall, s, nd.host.MAC)
+		}
+		for name, n := range l.failovers(ctx, t) {
+			if n != before[name] {
+				t.Errorf("%s took %v VIPs over from a stalled agent", name, n-before[name])
+			}
 		}
 	})
 

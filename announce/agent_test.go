@@ -43,7 +43,7 @@ type fakeL2 struct {
 	nodeAddrs  map[netip.Addr]bool
 	nodeProbes chan netip.Addr
 	nodeMAC    net.HardwareAddr
-	calls     []string
+	calls      []string
 }
 
 func newFakeL2() *fakeL2 {

@@ -2,6 +2,7 @@ package announce
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -84,6 +85,7 @@ type simAgent struct {
 	renewAt    time.Time
 	beatAt     time.Time
 	dead       bool
+	nodeUp     bool // dead is its agent only: its node answers for its own address
 	leaving    bool
 	noView     bool // started without the API server: silent
 
@@ -263,7 +265,7 @@ func (f *simFleet) start(a *simAgent) {
 	a.answers, a.owned = map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	a.probes, a.probing = map[netip.Addr]ProbeResult{}, map[netip.Addr]time.Time{}
 	a.nodeProbes, a.nodeProbing = map[string]ProbeResult{}, map[string]time.Time{}
-	a.dead, a.leaving, a.dirty, a.next = false, false, true, time.Time{}
+	a.dead, a.nodeUp, a.leaving, a.dirty, a.next = false, false, false, true, time.Time{}
 	a.noView = f.apiDown[a]
 	if a.noView {
 		return // it cannot list: it stays silent (Agent.reconcile)
@@ -413,7 +415,7 @@ func (f *simFleet) step() {
 		}
 		for node, at := range a.nodeProbing {
 			var mac net.HardwareAddr
-			if n := f.byName[node]; n != nil && !n.dead {
+			if n := f.byName[node]; n != nil && (!n.dead || n.nodeUp) {
 				mac = n.links[0].MAC
 			} else if now.Sub(at) < f.cfg.NodeAgent.TakeoverProbe() {
 				continue
@@ -778,7 +780,7 @@ func TestFleetSimulationFaults(t *testing.T) {
 
 	t.Run("owner agent killed and restarted: exactly one answerer again, two for at most a second", func(t *testing.T) {
 		f, ip, o, w := setup(t)
-		o.dead = true
+		o.dead, o.nodeUp = true, true
 		w.run(3 * time.Second)
 		if n := f.owner(ip); n == nil || n == o {
 			t.Fatalf("3s after the kill %s is answered by %v", ip, f.answerers(ip))
@@ -792,6 +794,21 @@ func TestFleetSimulationFaults(t *testing.T) {
 		}
 		if f.owner(ip) != o {
 			t.Errorf("%s is answered by %v after the restart, want the first in line, %s", ip, f.answerers(ip), o.name)
+		}
+	})
+
+	t.Run("owner agent stalled with its node up, shorter than suspectAfter + stalledAgentGrace: no takeover", func(t *testing.T) {
+		f, ip, o, w := setup(t)
+		o.dead, o.nodeUp = true, true // a stalled agent sends and answers nothing
+		w.run(f.cfg.NodeAgent.Suspect() + f.cfg.NodeAgent.StallGrace()/2)
+		o.dead, o.nodeUp = false, false // it resumes where it stopped
+		w.run(5 * time.Second)
+		expectSingle(t, f)
+		if w.two > 0 {
+			t.Errorf("two live answerers for %s", w.two)
+		}
+		if len(w.owners[ip]) != 1 || f.owner(ip) != o {
+			t.Errorf("%s moved during a stall of %s's agent: answered by %v", ip, o.name, slices.Sorted(maps.Keys(w.owners[ip])))
 		}
 	})
 

@@ -132,16 +132,19 @@ func TestSummarize(t *testing.T) {
 		{"nothing asked", nil, Summary{Answered: map[string]int{}}},
 		{"one owner throughout",
 			[]ProbeRound{round(0, "a"), round(50, "a"), round(100, "a", "a")},
-			Summary{Rounds: 3, Answered: map[string]int{"a": 3}, Last: []string{"a"}}},
+			Summary{Rounds: 3, Answered: map[string]int{"a": 3}, Last: []string{"a"}, LongestSendGap: 50 * time.Millisecond}},
 		{"a gap of three rounds, then another owner",
 			[]ProbeRound{round(0, "a"), round(50), round(100), round(150), round(200, "b")},
-			Summary{Rounds: 5, Answered: map[string]int{"a": 1, "b": 1}, Unanswered: 3, LongestGap: 150 * time.Millisecond, Last: []string{"b"}}},
+			Summary{Rounds: 5, Answered: map[string]int{"a": 1, "b": 1}, Unanswered: 3, LongestGap: 150 * time.Millisecond, Last: []string{"b"}, LongestSendGap: 50 * time.Millisecond}},
 		{"two answer for two rounds",
 			[]ProbeRound{round(0, "a"), round(50, "a", "b"), round(100, "b", "a"), round(150, "b")},
-			Summary{Rounds: 4, Answered: map[string]int{"a": 3, "b": 3}, SplitRounds: 2, Split: 100 * time.Millisecond, Last: []string{"b"}}},
+			Summary{Rounds: 4, Answered: map[string]int{"a": 3, "b": 3}, SplitRounds: 2, Split: 100 * time.Millisecond, Last: []string{"b"}, LongestSendGap: 50 * time.Millisecond}},
 		{"unanswered at the end",
 			[]ProbeRound{round(0, "a"), round(50), round(100)},
-			Summary{Rounds: 3, Answered: map[string]int{"a": 1}, Unanswered: 2, LongestGap: 100 * time.Millisecond, Last: []string{"a"}}},
+			Summary{Rounds: 3, Answered: map[string]int{"a": 1}, Unanswered: 2, LongestGap: 100 * time.Millisecond, Last: []string{"a"}, LongestSendGap: 50 * time.Millisecond}},
+		{"the client stalled: no question for 300 ms",
+			[]ProbeRound{round(0, "a"), round(50, "a"), round(350, "a")},
+			Summary{Rounds: 3, Answered: map[string]int{"a": 3}, Last: []string{"a"}, LongestSendGap: 300 * time.Millisecond}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := summarize(tt.rounds, 50*time.Millisecond)

@@ -374,6 +374,10 @@ type Summary struct {
 	SplitRounds int
 	// Last is the MACs that answered the last answered round.
 	Last []string
+	// LongestSendGap is the longest time between two questions. Far over
+	// the interval, the client itself did not get the CPU: a gap as long
+	// as it is the client's stall, not the answerer's.
+	LongestSendGap time.Duration
 }
 
 // Summarize reports on the rounds for ip sent in [from, to).
@@ -384,7 +388,10 @@ func (p *NeighborProbe) Summarize(ip netip.Addr, from, to time.Time) Summary {
 func summarize(rounds []ProbeRound, interval time.Duration) Summary {
 	s := Summary{Rounds: len(rounds), Answered: map[string]int{}}
 	var gapStart time.Time
-	for _, r := range rounds {
+	for i, r := range rounds {
+		if i > 0 {
+			s.LongestSendGap = max(s.LongestSendGap, r.Sent.Sub(rounds[i-1].Sent))
+		}
 		macs := r.MACs()
 		if len(macs) == 0 {
 			s.Unanswered++
@@ -415,8 +422,8 @@ func summarize(rounds []ProbeRound, interval time.Duration) Summary {
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("%d rounds, answered by %v, %d unanswered (longest gap %s), %d answered by two or more MACs (%s), last answered by %v",
-		s.Rounds, s.Answered, s.Unanswered, s.LongestGap.Round(time.Millisecond), s.SplitRounds, s.Split, s.Last)
+	return fmt.Sprintf("%d rounds, answered by %v, %d unanswered (longest gap %s), %d answered by two or more MACs (%s), last answered by %v; longest between questions %s",
+		s.Rounds, s.Answered, s.Unanswered, s.LongestGap.Round(time.Millisecond), s.SplitRounds, s.Split, s.Last, s.LongestSendGap.Round(time.Millisecond))
 }
 
 // WhoHas asks from h's eth0 who has each of ips, twice within window, and

@@ -680,6 +680,7 @@ func (a *Agent) reconcile(ctx context.Context) time.Time {
 		a.startProbe(ctx, p.Interface, p.Addr, func(r ProbeResult) {
 			a.nodeProbes[p.Node] = r
 			if r.MAC != nil {
+				a.metrics.StalledAgents.Inc()
 				a.log.Info("A silent member's node still answers for its own address: its agent gets nodeAgent.stalledAgentGrace before its VIPs are taken over",
 					"member", p.Node, "address", p.Addr, "mac", r.MAC.String(), "grace", cfg.NodeAgent.StallGrace())
 			}

@@ -758,6 +758,9 @@ func TestAgentGivesAStalledOwnerItsGrace(t *testing.T) {
 					if tc.nodeAnswer && nodeProbes == 0 {
 						t.Error("took over without asking the owner's node")
 					}
+					if got, want := testutil.ToFloat64(h.metrics.StalledAgents), b2f(tc.nodeAnswer); got != want {
+						t.Errorf("baremetal_stalled_agents_total %v, want %v", got, want)
+					}
 					return
 				case <-h.l2.probes:
 				case <-h.l2.nodeProbes:
@@ -769,6 +772,9 @@ func TestAgentGivesAStalledOwnerItsGrace(t *testing.T) {
 						}
 						if nodeProbes == 0 {
 							t.Error("the owner's node was never asked")
+						}
+						if got := testutil.ToFloat64(h.metrics.StalledAgents); got != 1 {
+							t.Errorf("baremetal_stalled_agents_total %v, want 1", got)
 						}
 						return
 					}
@@ -782,4 +788,11 @@ func TestAgentGivesAStalledOwnerItsGrace(t *testing.T) {
 			}
 		})
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -15,6 +15,7 @@ type Metrics struct {
 	Registry       *prometheus.Registry
 	AnnouncedVIPs  *prometheus.GaugeVec
 	Failovers      prometheus.Counter
+	StalledAgents  prometheus.Counter
 	ProbeConflicts prometheus.Counter
 	RenewFailures  prometheus.Counter
 	LiveAgents     prometheus.Gauge
@@ -39,6 +40,10 @@ func NewMetrics() *Metrics {
 		Failovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "baremetal_failovers_total",
 			Help: "Layer-2 VIPs this node took over from an agent that died.",
+		}),
+		StalledAgents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baremetal_stalled_agents_total",
+			Help: "Silent members found with their node still answering for its own address (a stalled, paused or restarting agent): each got nodeAgent.stalledAgentGrace before a takeover.",
 		}),
 		ProbeConflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "baremetal_probe_conflicts_total",
@@ -85,7 +90,7 @@ func NewMetrics() *Metrics {
 		Help: "1 if the cloud-config file on disk is the one in force, 0 if the last change was refused.",
 	})
 	m.ReloadSuccess.Set(1)
-	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
+	m.Registry.MustRegister(m.AnnouncedVIPs, m.Failovers, m.StalledAgents, m.ProbeConflicts, m.RenewFailures, m.LiveAgents,
 		m.HeartbeatDrops, m.ViewSynced, m.Fenced, m.Silent, m.APIRequests, m.ReloadFailures, m.ReloadSuccess,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.AnnouncedVIPs.WithLabelValues("layer2")

@@ -265,7 +265,7 @@ func (in PlanInput) planL2(p *Plan, v *VIPView, members map[string]AgentInfo) {
 		if in.probeDue(ranked, ownerIdx, selfIdx) {
 			if link, ok := in.Links.InterfaceFor(v.IP, v.Pool.Interfaces, in.Nodes[in.Self].InternalIPs); ok {
 				silent := ranked[ownerIdx:selfIdx]
-				in.askNodes(p, silent, link.Name)
+				in.askNodes(p, silent)
 				since, due := in.latestSilence(silent)
 				switch {
 				case !probed || probe.At.Before(since):
@@ -340,13 +340,14 @@ func (in PlanInput) latestSilence(cands []Candidate) (since, due time.Time) {
 // downAfter is when an unanswered probe for a silent member's VIP starts
 // to prove it down: at once if its node does not answer for its own
 // address either, stalledAgentGrace later if the node answers or has not
-// been asked yet. A node with no address to ask is judged by its silence.
+// been asked yet. A node this one cannot ask (its address is on none of
+// this node's segments) is judged by its silence.
 func (in PlanInput) downAfter(node string, h PeerHealth) time.Time {
 	grace := in.Config.NodeAgent.StallGrace()
 	if grace == 0 {
 		return h.Since
 	}
-	if _, ok := in.Nodes[node].heartbeatAddr(); !ok {
+	if _, _, ok := in.onLink(node); !ok {
 		return h.Since
 	}
 	if np, ok := in.NodeProbes[node]; ok && np.MAC == nil && !np.At.Before(h.Since) {
@@ -355,9 +356,27 @@ func (in PlanInput) downAfter(node string, h PeerHealth) time.Time {
 	return h.Since.Add(grace)
 }
 
+// onLink returns an address of node on one of this node's segments, and
+// the interface on it: where node's kernel answers, whatever its agent does.
+func (in PlanInput) onLink(node string) (netip.Addr, string, bool) {
+	for _, addr := range in.Nodes[node].InternalIPs {
+		for _, l := range in.Links {
+			if !l.Up {
+				continue
+			}
+			for _, p := range l.Prefixes {
+				if p.Contains(addr) {
+					return addr, l.Name, true
+				}
+			}
+		}
+	}
+	return netip.Addr{}, "", false
+}
+
 // askNodes asks for a probe of the own address of every silent member of
 // cands whose node was not asked since it turned silent.
-func (in PlanInput) askNodes(p *Plan, cands []Candidate, iface string) {
+func (in PlanInput) askNodes(p *Plan, cands []Candidate) {
 	if in.Config.NodeAgent.StallGrace() == 0 {
 		return
 	}
@@ -369,7 +388,7 @@ func (in PlanInput) askNodes(p *Plan, cands []Candidate, iface string) {
 		if np, ok := in.NodeProbes[c.Node]; ok && !np.At.Before(h.Since) {
 			continue
 		}
-		addr, ok := in.Nodes[c.Node].heartbeatAddr()
+		addr, iface, ok := in.onLink(c.Node)
 		if !ok || slices.ContainsFunc(p.NodeProbes, func(r NodeProbeRequest) bool { return r.Node == c.Node }) {
 			continue
 		}

@@ -193,6 +193,19 @@ func TestDecideLayer2(t *testing.T) {
 			wantNodeProbe: []string{"node-a"}, wantNext: t0.Add(900 * time.Millisecond),
 		},
 		{
+			name: "the silent owner's address is on none of this node's segments: its silence and the VIP probe decide",
+			self: "node-b", edit: func(in *PlanInput) {
+				delete(in.VIPs, vipY)
+				a := in.Nodes["node-a"]
+				a.InternalIPs = []netip.Addr{netip.MustParseAddr("198.51.100.7")}
+				in.Nodes["node-a"] = a
+				in.Health["node-a"] = silent(t0.Add(-time.Second))
+				in.Probes = map[netip.Addr]ProbeResult{vipX: {At: t0.Add(-100 * time.Millisecond)}}
+			},
+			wantL2: announcements(vipX), wantOwner: "node-b", wantTake: []Takeover{{VIP: vipX, From: "node-a"}},
+			wantHB: []string{"node-a", "node-c", "node-d"},
+		},
+		{
 			name: "stalledAgentGrace 0: the node is not asked, the VIP probe decides",
 			self: "node-b", edit: func(in *PlanInput) {
 				delete(in.VIPs, vipY)

@@ -35,7 +35,9 @@ const fastCrashP99 = 300 * time.Millisecond
 //     moves, each VIP answered by the one MAC throughout), no round
 //     answered by two MACs and no unanswered stretch over soakGapBound.
 //
-// BAREMETAL_BENCH_DETECTION=default runs it at the shipped defaults instead.
+// BAREMETAL_BENCH_DETECTION=default runs it at the shipped defaults instead;
+// BAREMETAL_BENCH_STALL_GRACE sets nodeAgent.stalledAgentGrace (0 turns
+// off the question to a silent owner's node, for an A/B run).
 // It runs only with BAREMETAL_BENCH=1 (make bench).
 func TestL2FastFailoverBench(t *testing.T) {
 	trials := l2BenchTrials(t)
@@ -53,6 +55,12 @@ func TestL2FastFailoverBench(t *testing.T) {
 	if os.Getenv("BAREMETAL_BENCH_DETECTION") == "default" {
 		// The same soak at the shipped defaults, for comparison.
 		detection = ""
+	}
+	if g := os.Getenv("BAREMETAL_BENCH_STALL_GRACE"); g != "" {
+		if detection == "" {
+			detection = "\n"
+		}
+		detection += "  stalledAgentGrace: " + g + "\n"
 	}
 	t.Logf("nodeAgent settings:%s", strings.ReplaceAll(l2CloudConfig[strings.Index(l2CloudConfig, "nodeAgent:")+len("nodeAgent:"):]+detection, "\n", " "))
 	l := newL2LabWith(t, 3, l2CloudConfig+detection)
@@ -82,6 +90,7 @@ func TestL2FastFailoverBench(t *testing.T) {
 		owners[ip] = l.settledOwner(ctx, t, ip)
 	}
 	before := l.failovers(ctx, t)
+	stallsBefore := l.agentCounter(ctx, t, "baremetal_stalled_agents_total")
 	start := time.Now()
 	t.Logf("soak: %s with no fault, %d VIPs asked for every %s; load %s", soak, len(ips), probeInterval, loadAverage())
 	l.observe(start.Add(soak))
@@ -91,6 +100,11 @@ func TestL2FastFailoverBench(t *testing.T) {
 		if n != before[name] {
 			t.Errorf("soak: %s took %v VIPs over with no fault (false takeovers)", name, n-before[name])
 		}
+	}
+	// Not a failure: how often an owner went silent while its node
+	// answered, each a takeover the grace stood between.
+	for name, n := range l.agentCounter(ctx, t, "baremetal_stalled_agents_total") {
+		t.Logf("soak: %s found a silent owner whose node answered %v times", name, n-stallsBefore[name])
 	}
 	for _, ip := range ips {
 		s := p.Summarize(ip, start, end)
@@ -107,6 +121,12 @@ func TestL2FastFailoverBench(t *testing.T) {
 // failovers reads every agent's baremetal_failovers_total.
 func (l *l2Lab) failovers(ctx context.Context, t *testing.T) map[string]float64 {
 	t.Helper()
+	return l.agentCounter(ctx, t, "baremetal_failovers_total")
+}
+
+// agentCounter reads an unlabelled counter from every agent's metrics.
+func (l *l2Lab) agentCounter(ctx context.Context, t *testing.T, name string) map[string]float64 {
+	t.Helper()
 	out := map[string]float64{}
 	for _, nd := range l.nodes {
 		raw, err := nd.host.Exec(ctx, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9101/metrics")
@@ -115,7 +135,7 @@ func (l *l2Lab) failovers(ctx context.Context, t *testing.T) map[string]float64 
 		}
 		found := false
 		for _, line := range strings.Split(string(raw), "\n") {
-			if v, ok := strings.CutPrefix(line, "baremetal_failovers_total "); ok {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
 				var n float64
 				if _, err := fmt.Sscan(v, &n); err != nil {
 					t.Fatalf("metrics of %s: %q: %v", nd.name, line, err)
@@ -124,7 +144,7 @@ func (l *l2Lab) failovers(ctx context.Context, t *testing.T) map[string]float64 
 			}
 		}
 		if !found {
-			t.Fatalf("metrics of %s have no baremetal_failovers_total", nd.name)
+			t.Fatalf("metrics of %s have no %s", nd.name, name)
 		}
 	}
 	return out
